@@ -87,11 +87,16 @@ def run_batch(
             _execute(
                 aggregates_job,
                 instance,
-                {ASSET_PARTITION_RANGE_START_TAG: first.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last.isoformat()},
+                {
+                    ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+                    ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+                },
                 quiet,
             )
         )
-    summary.run_ids.append(_execute(defs.resolve_job_def(BATCH_001_JOB), instance, batch_001_run_tags(business_date), quiet))
+    summary.run_ids.append(
+        _execute(defs.resolve_job_def(BATCH_001_JOB), instance, batch_001_run_tags(business_date), quiet)
+    )
     with engine.connect() as connection:
         summary.scored_users = count_rows(connection, user_scores, "score_date", business_date)
         summary.ranked_users = count_rows(connection, rankings, "ranking_date", business_date)

@@ -46,10 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ranking-pipeline", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    seed = commands.add_parser("seed", help="replace users and orders with a deterministic synthetic data set")
-    seed.add_argument("--users", type=_positive_int, required=True, help="number of users (N orders a day too)")
+    seed = commands.add_parser(
+        "seed", help="replace users and orders with a deterministic synthetic data set"
+    )
+    seed.add_argument(
+        "--users", type=_positive_int, required=True, help="number of users (N orders a day too)"
+    )
     seed.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    seed.add_argument("--end-date", type=_date_argument, help="last JST day of orders (default: yesterday JST)")
+    seed.add_argument(
+        "--end-date", type=_date_argument, help="last JST day of orders (default: yesterday JST)"
+    )
 
     run = commands.add_parser("run", help="aggregate what W(D) lacks, then score and rank business date D")
     run.add_argument("--date", type=_date_argument, help="business date D (default: yesterday JST)")
@@ -66,9 +72,11 @@ def dagster_instance() -> Iterator:
         with dg.DagsterInstance.get() as instance:
             yield instance
         return
-    with tempfile.TemporaryDirectory(prefix="ranking-pipeline-dagster-") as home:
-        with dg.DagsterInstance.local_temp(home, overrides={"telemetry": {"enabled": False}}) as instance:
-            yield instance
+    with (
+        tempfile.TemporaryDirectory(prefix="ranking-pipeline-dagster-") as home,
+        dg.DagsterInstance.local_temp(home, overrides={"telemetry": {"enabled": False}}) as instance,
+    ):
+        yield instance
 
 
 def _seed(args: argparse.Namespace) -> int:
@@ -114,7 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"seed": _seed, "run": _run}
     try:
         return handlers[args.command](args)
-    except (DatabaseConfigError, DatabaseUnreachableError, InputSchemaError, InvalidBusinessDateError) as error:
+    except (
+        DatabaseConfigError,
+        DatabaseUnreachableError,
+        InputSchemaError,
+        InvalidBusinessDateError,
+    ) as error:
         print(f"ranking-pipeline: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BatchRunFailed as error:

@@ -52,7 +52,9 @@ def postgres_server_url(tmp_path_factory) -> str:
         pytest.fail(f"CI=true but PostgreSQL at {POSTGRES_URL} does not answer: {problem}", pytrace=False)
     pgdata = tmp_path_factory.mktemp("embedded-pg")
     os.environ.setdefault(db.EMBEDDED_PGDATA_ENV, str(pgdata))
-    print(f"\nPostgreSQL at {POSTGRES_URL} does not answer ({problem}); using the embedded server in {pgdata}")
+    print(
+        f"\nPostgreSQL at {POSTGRES_URL} does not answer ({problem}); using the embedded server in {pgdata}"
+    )
     return db.embedded_database_url().render_as_string(hide_password=False)
 
 

@@ -79,7 +79,9 @@ def test_user_scores_include_every_status_and_unknown_users_but_not_empty_ones(e
         scores = {
             user_id: (count, total, score)
             for user_id, count, total, score in connection.execute(
-                sa.text("SELECT user_id, order_count, total_amount, score FROM user_scores WHERE score_date = :d"),
+                sa.text(
+                    "SELECT user_id, order_count, total_amount, score FROM user_scores WHERE score_date = :d"
+                ),
                 {"d": D},
             )
         }
@@ -116,7 +118,8 @@ def test_daily_aggregates_split_days_at_jst_midnight(engine, instance):
     with engine.connect() as connection:
         rows = connection.execute(
             sa.text(
-                "SELECT agg_date, user_id, order_count, total_amount FROM daily_order_aggregates ORDER BY agg_date"
+                "SELECT agg_date, user_id, order_count, total_amount FROM daily_order_aggregates "
+                "ORDER BY agg_date"
             )
         ).all()
     assert [tuple(row) for row in rows] == [

@@ -12,7 +12,8 @@ batch_000_job = dg.define_asset_job(
 )
 
 # One run per business date: every user-ID range of user_scores, then the rankings replace. One run per
-# batch makes the BATCH-003 exclusion tag, max runtime, failure/success alerts and BATCH-002's trigger line up.
+# batch makes the BATCH-003 exclusion tag, max runtime, failure/success alerts and BATCH-002's trigger
+# line up.
 batch_001_job = dg.define_asset_job(
     BATCH_001_JOB,
     selection=dg.AssetSelection.assets("user_scores", "rankings"),

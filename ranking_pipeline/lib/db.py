@@ -94,7 +94,10 @@ def _engine_for(url: str) -> Engine:
             _engines[url] = sa.create_engine(
                 url,
                 pool_pre_ping=True,
-                connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": "ranking_pipeline"},
+                connect_args={
+                    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                    "application_name": "ranking_pipeline",
+                },
             )
         return _engines[url]
 

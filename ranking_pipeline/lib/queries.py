@@ -25,7 +25,9 @@ LOCK_TIMEOUT = "10s"
 def batch_transaction(engine: Engine) -> Iterator[Connection]:
     """One transaction with the batch's lock timeout; rolled back on any error."""
     with engine.begin() as connection:
-        connection.execute(sa.text("SELECT set_config('lock_timeout', :timeout, true)"), {"timeout": LOCK_TIMEOUT})
+        connection.execute(
+            sa.text("SELECT set_config('lock_timeout', :timeout, true)"), {"timeout": LOCK_TIMEOUT}
+        )
         yield connection
 
 
@@ -51,7 +53,9 @@ _COUNT_AGGREGATE_DAYS = sa.text(
 )
 
 
-def replace_daily_aggregates(connection: Connection, first_day: dt.date, last_day: dt.date) -> dict[dt.date, int]:
+def replace_daily_aggregates(
+    connection: Connection, first_day: dt.date, last_day: dt.date
+) -> dict[dt.date, int]:
     """Replace the aggregates of the JST days first_day..last_day (inclusive); rows written per day."""
     days = {"first_day": first_day, "last_day": last_day}
     connection.execute(_DELETE_AGGREGATE_DAYS, days)
@@ -61,7 +65,9 @@ def replace_daily_aggregates(connection: Connection, first_day: dt.date, last_da
     )
     counts = dict(connection.execute(_COUNT_AGGREGATE_DAYS, days).all())
     span = (last_day - first_day).days + 1
-    return {first_day + dt.timedelta(days=i): counts.get(first_day + dt.timedelta(days=i), 0) for i in range(span)}
+    return {
+        first_day + dt.timedelta(days=i): counts.get(first_day + dt.timedelta(days=i), 0) for i in range(span)
+    }
 
 
 # --- user_scores -------------------------------------------------------------------------------------
@@ -141,7 +147,9 @@ class RankedUser:
     order_count: int
 
 
-def read_rankings(connection: Connection, business_date: dt.date, limit: int | None = None) -> list[RankedUser]:
+def read_rankings(
+    connection: Connection, business_date: dt.date, limit: int | None = None
+) -> list[RankedUser]:
     """The rankings of D ordered by (rank, user_id): the contract's comparison order."""
     statement = sa.text(
         "SELECT rank, user_id, score, order_count FROM rankings WHERE ranking_date = :business_date "

@@ -66,9 +66,16 @@ def _copy(raw_connection, table: str, columns: str, frame: pd.DataFrame) -> None
 def generate_users(rng: np.random.Generator, users: int) -> pd.DataFrame:
     user_ids = np.arange(1, users + 1, dtype=np.int64)
     status = rng.choice(np.array(["active", "suspended", "deleted"]), size=users, p=[0.90, 0.06, 0.04])
-    created = pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 5 * 365 * 86400, users), "s")
+    created = pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(
+        rng.integers(0, 5 * 365 * 86400, users), "s"
+    )
     return pd.DataFrame(
-        {"user_id": user_ids, "name": [f"user-{i}" for i in user_ids], "status": status, "created_at": created}
+        {
+            "user_id": user_ids,
+            "name": [f"user-{i}" for i in user_ids],
+            "status": status,
+            "created_at": created,
+        }
     )
 
 

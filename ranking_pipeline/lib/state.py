@@ -40,9 +40,15 @@ def _now() -> dt.datetime:
 
 def _upsert(connection: Connection, values: dict) -> None:
     statement = insert(partition_runs).values(**values)
-    update = {key: statement.excluded[key] for key in values if key not in ("asset", "business_date", "partition_key")}
+    update = {
+        key: statement.excluded[key]
+        for key in values
+        if key not in ("asset", "business_date", "partition_key")
+    }
     connection.execute(
-        statement.on_conflict_do_update(index_elements=["asset", "business_date", "partition_key"], set_=update)
+        statement.on_conflict_do_update(
+            index_elements=["asset", "business_date", "partition_key"], set_=update
+        )
     )
 
 

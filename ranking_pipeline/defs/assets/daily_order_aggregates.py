@@ -28,7 +28,9 @@ from ranking_pipeline.lib.state import AGGREGATES_ASSET, mark_completed
         ),
     },
 )
-def daily_order_aggregates(context: dg.AssetExecutionContext, database: RankingDatabase) -> dg.MaterializeResult:
+def daily_order_aggregates(
+    context: dg.AssetExecutionContext, database: RankingDatabase
+) -> dg.MaterializeResult:
     """BATCH-000: completed orders per user per JST day, from `orders`.
 
     One partition per JST calendar day (00:00 JST up to the next 00:00 JST). A user with at least one
@@ -42,7 +44,9 @@ def daily_order_aggregates(context: dg.AssetExecutionContext, database: RankingD
     with batch_transaction(engine) as connection:
         rows_per_day = replace_daily_aggregates(connection, days[0], days[-1])
         for day in days:
-            mark_completed(connection, AGGREGATES_ASSET, day, day.isoformat(), context.run.run_id, rows_per_day[day])
+            mark_completed(
+                connection, AGGREGATES_ASSET, day, day.isoformat(), context.run.run_id, rows_per_day[day]
+            )
     seconds = time.monotonic() - started
     total = sum(rows_per_day[day] for day in days)
     context.log.info(f"daily_order_aggregates: {total} rows for {len(days)} JST day(s) in {seconds:.2f} s")

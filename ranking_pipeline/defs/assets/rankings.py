@@ -103,7 +103,9 @@ def rankings(
     started = time.monotonic()
 
     def record_state(connection, rows: int) -> None:
-        mark_completed(connection, RANKINGS_ASSET, business_date, "all", context.run.run_id, rows, fingerprint)
+        mark_completed(
+            connection, RANKINGS_ASSET, business_date, "all", context.run.run_id, rows, fingerprint
+        )
 
     inserted = replace_rankings(engine, business_date, before_commit=record_state)
     seconds = time.monotonic() - started

@@ -32,15 +32,26 @@ class IncompleteWindowError(RuntimeError):
     """Some JST day of W(D) has not been aggregated: scoring now would under-count."""
 
 
-def _score_range(engine: Engine, business_date: dt.date, user_range: UserIdRange, run_id: str, fingerprint: str):
+def _score_range(
+    engine: Engine, business_date: dt.date, user_range: UserIdRange, run_id: str, fingerprint: str
+):
     mark_running(engine, USER_SCORES_ASSET, business_date, user_range.key, run_id)
     started = time.monotonic()
     try:
         with batch_transaction(engine) as connection:
             rows = replace_user_scores(connection, business_date, user_range)
-            mark_completed(connection, USER_SCORES_ASSET, business_date, user_range.key, run_id, rows, fingerprint)
+            mark_completed(
+                connection, USER_SCORES_ASSET, business_date, user_range.key, run_id, rows, fingerprint
+            )
     except Exception as error:
-        mark_failed(engine, USER_SCORES_ASSET, business_date, user_range.key, run_id, f"{type(error).__name__}: {error}")
+        mark_failed(
+            engine,
+            USER_SCORES_ASSET,
+            business_date,
+            user_range.key,
+            run_id,
+            f"{type(error).__name__}: {error}",
+        )
         raise
     return rows, time.monotonic() - started
 
@@ -122,18 +133,24 @@ def user_scores(context: dg.AssetExecutionContext, database: RankingDatabase) ->
     if to_compute:
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_RANGES, len(to_compute))) as pool:
             futures = {
-                pool.submit(_score_range, engine, business_date, user_range, context.run.run_id, fingerprint): user_range
+                pool.submit(
+                    _score_range, engine, business_date, user_range, context.run.run_id, fingerprint
+                ): user_range
                 for user_range in to_compute
             }
             for future, user_range in futures.items():
                 rows, seconds = future.result()
                 results[user_range.key] = (rows, seconds)
-                context.log.info(f"user_scores {business_date} {user_range.key}: {rows:,} users scored in {seconds:.2f} s")
+                context.log.info(
+                    f"user_scores {business_date} {user_range.key}: {rows:,} users scored in {seconds:.2f} s"
+                )
     seconds = time.monotonic() - started
     rows_by_range = {key: rows for key, (rows, _) in results.items()}
     rows_by_range.update({r.key: previous[(business_date, r.key)].row_count or 0 for r in skipped})
     total = sum(rows_by_range.values())
-    context.log.info(f"user_scores {business_date}: {total:,} users in {len(selected)} range(s), {seconds:.2f} s")
+    context.log.info(
+        f"user_scores {business_date}: {total:,} users in {len(selected)} range(s), {seconds:.2f} s"
+    )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": total,
@@ -143,7 +160,11 @@ def user_scores(context: dg.AssetExecutionContext, database: RankingDatabase) ->
                 "| user-ID range | users scored | seconds | |\n|---|---|---|---|\n"
                 + "\n".join(
                     f"| {r.key} | {rows_by_range[r.key]:,} | "
-                    + (f"{results[r.key][1]:.2f} | computed |" if r.key in results else "- | resumed (skipped) |")
+                    + (
+                        f"{results[r.key][1]:.2f} | computed |"
+                        if r.key in results
+                        else "- | resumed (skipped) |"
+                    )
                     for r in selected
                 )
             ),
