@@ -57,14 +57,30 @@ def batch_001_run_tags(business_date: dt.date) -> dict[str, str]:
     }
 
 
+def describe_error(error) -> str:
+    """The error's first line, and the root cause's when the error wraps one (as retries do)."""
+    first_line = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+    root = error
+    while root.cause is not None:
+        root = root.cause
+    if root is error:
+        return first_line
+    root_line = root.message.strip().splitlines()[0] if root.message.strip() else root.cls_name
+    return f"{first_line.rstrip(':')}: {root_line}"
+
+
 def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, tags: dict[str, str], quiet: bool) -> str:
     log_level = "WARNING" if quiet else "INFO"
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     result = job.execute_in_process(run_config=run_config, instance=instance, tags=tags, raise_on_error=False)
     if not result.success:
         failures = [event for event in result.all_events if event.is_step_failure]
-        first = failures[0].step_failure_data.error.message.strip() if failures else "see the run's logs"
-        raise BatchRunFailed(f"{job.name} run {result.run_id} failed: {first}")
+        if not failures:
+            raise BatchRunFailed(f"{job.name} run {result.run_id} failed; see the run's event log")
+        reason = describe_error(failures[0].step_failure_data.error)
+        raise BatchRunFailed(
+            f"{job.name} run {result.run_id} failed in step {failures[0].step_key}: {reason}"
+        )
     return result.run_id
 
 
