@@ -131,3 +131,18 @@ def pytest_terminal_summary(terminalreporter) -> None:
         )
         for nodeid in _skipped_for_redis:
             terminalreporter.write_line(f"  {nodeid}")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if not items:
+        raise pytest.UsageError("no tests were collected: the suite must never pass by running nothing")
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Under CI=true a skipped test is a failure: every service-backed test must have run."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if IN_CI and skipped and session.exitstatus == 0:
+        session.exitstatus = 1
+        if reporter:
+            reporter.write_line(f"CI=true: {len(skipped)} test(s) were skipped; in CI that is a failure", red=True)
