@@ -145,4 +145,6 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if IN_CI and skipped and session.exitstatus == 0:
         session.exitstatus = 1
         if reporter:
-            reporter.write_line(f"CI=true: {len(skipped)} test(s) were skipped; in CI that is a failure", red=True)
+            reporter.write_line(
+                f"CI=true: {len(skipped)} test(s) were skipped; in CI that is a failure", red=True
+            )

@@ -17,9 +17,12 @@ class RankingDatabase(dg.ConfigurableResource):
 
     database_url: str | None = None
 
+    def engine(self) -> Engine:
+        return get_engine(self.database_url)
+
     def ready_engine(self) -> Engine:
         """An engine after checking the server answers, the inputs match the contract, outputs exist."""
-        engine = get_engine(self.database_url)
+        engine = self.engine()
         check_reachable(engine)
         with engine.connect() as connection:
             validate_input_tables(connection)

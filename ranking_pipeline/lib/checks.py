@@ -23,6 +23,10 @@ _INTEGRITY = sa.text(
 )
 
 
+class IntegrityError(RuntimeError):
+    """The rankings about to be committed break a rule that must always hold."""
+
+
 @dataclass(frozen=True)
 class IntegrityReport:
     rows: int

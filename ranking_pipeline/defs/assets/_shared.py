@@ -13,7 +13,7 @@ from ranking_pipeline.lib.dates import JST, parse_business_date, yesterday_jst
 BATCH_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=60)
 
 
-def business_date_of(context: dg.AssetExecutionContext) -> dt.date:
+def business_date_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> dt.date:
     """D for this run: the run's business-date tag, else the last complete JST day when the run was created.
 
     Taking the run's creation time (not the clock) keeps D stable across step retries around midnight.

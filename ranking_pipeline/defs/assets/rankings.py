@@ -2,22 +2,11 @@ import time
 
 import dagster as dg
 
-from ranking_pipeline.constants import (
-    ASSET_GROUP,
-    OWNERS,
-    RANKINGS_INTEGRITY_CHECK,
-    RANKINGS_ROW_COUNT_ANOMALY_CHECK,
-    RANKINGS_WRITER_POOL,
-)
+from ranking_pipeline.constants import ASSET_GROUP, OWNERS, RANKINGS_WRITER_POOL
 from ranking_pipeline.defs.assets._shared import BATCH_RETRY_POLICY, business_date_of, column_schema
 from ranking_pipeline.defs.assets.user_scores import user_scores
 from ranking_pipeline.defs.resources import RankingDatabase
-from ranking_pipeline.lib.checks import (
-    DEFAULT_ANOMALY_THRESHOLD,
-    previous_ranking_count,
-    rankings_integrity,
-    row_count_anomaly,
-)
+from ranking_pipeline.lib.checks import IntegrityError, rankings_integrity
 from ranking_pipeline.lib.dates import window_days
 from ranking_pipeline.lib.queries import read_rankings, replace_rankings
 from ranking_pipeline.lib.ranges import USER_ID_RANGES
@@ -37,11 +26,6 @@ class StaleScoresError(RuntimeError):
     """user_scores for D is missing ranges or was computed from older aggregates."""
 
 
-class RankingsConfig(dg.Config):
-    row_count_anomaly_threshold: float = DEFAULT_ANOMALY_THRESHOLD
-    """Warn when D's row count is under this fraction of the previous business date's (design 6.1: 0.5)."""
-
-
 @dg.asset(
     deps=[user_scores],
     retry_policy=BATCH_RETRY_POLICY,
@@ -59,29 +43,16 @@ class RankingsConfig(dg.Config):
             ("order_count", "INT", "completed orders over W(D)"),
         ),
     },
-    check_specs=[
-        dg.AssetCheckSpec(
-            RANKINGS_INTEGRITY_CHECK,
-            asset="rankings",
-            blocking=True,
-            description="Ranks start at 1 and follow RANK() over score; one row per user; scores positive.",
-        ),
-        dg.AssetCheckSpec(
-            RANKINGS_ROW_COUNT_ANOMALY_CHECK,
-            asset="rankings",
-            description="Rows for D under the threshold (50 %) of the previous business date's rows: WARN.",
-        ),
-    ],
 )
-def rankings(
-    context: dg.AssetExecutionContext, config: RankingsConfig, database: RankingDatabase
-) -> dg.MaterializeResult:
+def rankings(context: dg.AssetExecutionContext, database: RankingDatabase) -> dg.MaterializeResult:
     """The ranking of business date D, read by BATCH-002 (mail) and written also by BATCH-003.
 
     Active, existing users with a positive score in `user_scores` for D, ranked by score with
     RANK() (1, 2, 2, 4). D's rows are replaced atomically: readers see the old ranking until the new one
-    commits; other dates are never touched. Every writer of this table shares the `rankings_writers` pool
-    (limit 1). Refuses to run while some user-ID range of `user_scores` for D is missing or stale.
+    commits; other dates are never touched. The new rows are verified inside the transaction (ranks, one row
+    per user, positive scores) before they replace the old ones; the checks report on the committed table.
+    Every writer of this table shares the `rankings_writers` pool (limit 1). Refuses to run while some
+    user-ID range of `user_scores` for D is missing or stale.
     """
     business_date = business_date_of(context)
     engine = database.ready_engine()
@@ -102,22 +73,22 @@ def rankings(
         )
     started = time.monotonic()
 
-    def record_state(connection, rows: int) -> None:
+    def verify_and_record(connection, rows: int) -> None:
+        integrity = rankings_integrity(connection, business_date)  # before commit: never swap in bad rows
+        if not integrity.passed:
+            raise IntegrityError(
+                f"rankings for {business_date} not replaced: {'; '.join(integrity.problems)}"
+            )
         mark_completed(
             connection, RANKINGS_ASSET, business_date, "all", context.run.run_id, rows, fingerprint
         )
 
-    inserted = replace_rankings(engine, business_date, before_commit=record_state)
+    inserted = replace_rankings(engine, business_date, before_commit=verify_and_record)
     seconds = time.monotonic() - started
     context.log.info(f"rankings {business_date}: replaced with {inserted:,} ranked users in {seconds:.2f} s")
 
     with engine.connect() as connection:
         top = read_rankings(connection, business_date, limit=TOP_N_IN_METADATA)
-        integrity = rankings_integrity(connection, business_date)
-        previous = previous_ranking_count(connection, business_date)
-    anomaly = row_count_anomaly(inserted, previous, config.row_count_anomaly_threshold)
-    if not anomaly.passed:
-        context.log.warning(f"rankings {business_date}: row-count anomaly: {anomaly.description}")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": inserted,
@@ -127,28 +98,5 @@ def rankings(
                 + "\n".join(f"| {u.rank} | {u.user_id} | {u.score} | {u.order_count} |" for u in top)
             ),
             "duration_seconds": round(seconds, 3),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=RANKINGS_INTEGRITY_CHECK,
-                passed=integrity.passed,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description="; ".join(integrity.problems) or f"{integrity.rows:,} rows consistent",
-                metadata={"business_date": business_date.isoformat(), "rows": integrity.rows},
-            ),
-            dg.AssetCheckResult(
-                check_name=RANKINGS_ROW_COUNT_ANOMALY_CHECK,
-                passed=anomaly.passed,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=anomaly.description,
-                metadata={
-                    "business_date": business_date.isoformat(),
-                    "rows": inserted,
-                    "previous_date": previous[0].isoformat() if previous else "none",
-                    "previous_rows": previous[1] if previous else 0,
-                    "ratio": round(anomaly.ratio, 4) if anomaly.ratio is not None else -1.0,
-                    "threshold": config.row_count_anomaly_threshold,
-                },
-            ),
-        ],
+        }
     )
