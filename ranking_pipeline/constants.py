@@ -26,3 +26,7 @@ ASSET_GROUP = "ranking"
 # Asset checks on rankings.
 RANKINGS_INTEGRITY_CHECK = "rankings_integrity"
 RANKINGS_ROW_COUNT_ANOMALY_CHECK = "rankings_row_count_anomaly"
+
+# Process IDs of the design document: the lock key is batch:lock:{process_id}.
+BATCH_000_PROCESS_ID = "BATCH-000"
+BATCH_001_PROCESS_ID = "BATCH-001"

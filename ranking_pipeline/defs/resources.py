@@ -1,11 +1,21 @@
-"""Resources: the ranking database."""
+"""Resources: the ranking database, the batch lock and the rankings cache."""
 
 from __future__ import annotations
+
+import os
 
 import dagster as dg
 from sqlalchemy.engine import Engine
 
+from ranking_pipeline.lib.cache import (
+    CACHE_KEY_PATTERN_ENV,
+    DEFAULT_CACHE_KEY_PATTERN,
+    clear_keys,
+    redis_client,
+    redis_url_from_env,
+)
 from ranking_pipeline.lib.db import check_reachable, get_engine
+from ranking_pipeline.lib.lock import DEFAULT_TTL_SECONDS, BatchLock, make_batch_lock
 from ranking_pipeline.lib.schema import ensure_output_tables, validate_input_tables
 
 
@@ -30,6 +40,56 @@ class RankingDatabase(dg.ConfigurableResource):
         return engine
 
 
+class BatchLockResource(dg.ConfigurableResource):
+    """The distributed lock ``batch:lock:{process_id}`` (design 5.1).
+
+    Redis at ``redis_url`` (unset: ``RANKING_REDIS_URL``) when configured, else a table in the ranking
+    database, so the embedded default is protected too.
+    """
+
+    redis_url: str | None = None
+    ttl_seconds: int = DEFAULT_TTL_SECONDS
+
+    def for_process(self, process_id: str, engine: Engine) -> BatchLock:
+        return make_batch_lock(
+            process_id,
+            redis_url=redis_url_from_env(self.redis_url),
+            engine=engine,
+            ttl_seconds=self.ttl_seconds,
+        )
+
+
+class RankingCache(dg.ConfigurableResource):
+    """Redis keys derived from rankings, deleted after each new ranking commits.
+
+    ``redis_url`` unset: ``RANKING_REDIS_URL``; no Redis, nothing to clear. ``key_pattern`` unset:
+    ``RANKING_CACHE_KEY_PATTERN``, else ``ranking:*``.
+    """
+
+    redis_url: str | None = None
+    key_pattern: str | None = None
+
+    def pattern(self) -> str:
+        return self.key_pattern or os.environ.get(CACHE_KEY_PATTERN_ENV) or DEFAULT_CACHE_KEY_PATTERN
+
+    def clear(self) -> int | None:
+        """Delete the matching keys; None when no Redis is configured."""
+        url = redis_url_from_env(self.redis_url)
+        if not url:
+            return None
+        client = redis_client(url)
+        try:
+            return clear_keys(client, self.pattern())
+        finally:
+            client.close()
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"database": RankingDatabase()})
+    return dg.Definitions(
+        resources={
+            "database": RankingDatabase(),
+            "batch_lock": BatchLockResource(),
+            "ranking_cache": RankingCache(),
+        }
+    )

@@ -19,20 +19,42 @@ from ranking_pipeline.lib.dates import jst_midnight, window_start
 from ranking_pipeline.lib.ranges import UserIdRange
 
 LOCK_TIMEOUT = "10s"
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+class LockTimeoutError(RuntimeError):
+    """A statement waited longer than the lock timeout for a lock another session holds."""
 
 
 @contextmanager
-def batch_transaction(engine: Engine) -> Iterator[Connection]:
-    """One transaction with the batch's lock timeout; rolled back on any error."""
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text("SELECT set_config('lock_timeout', :timeout, true)"), {"timeout": LOCK_TIMEOUT}
-        )
-        yield connection
+def batch_transaction(engine: Engine, what: str = "the batch's write") -> Iterator[Connection]:
+    """One transaction with the batch's lock timeout; rolled back on any error.
+
+    A lock wait over the timeout becomes a LockTimeoutError naming ``what`` (the RetryPolicy retries it).
+    """
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text("SELECT set_config('lock_timeout', :timeout, true)"), {"timeout": LOCK_TIMEOUT}
+            )
+            yield connection
+    except sa.exc.OperationalError as error:
+        if getattr(error.orig, "pgcode", None) != LOCK_NOT_AVAILABLE:
+            raise
+        raise LockTimeoutError(
+            f"{what}: waited {LOCK_TIMEOUT} for a lock held by another database session "
+            f"(SQLSTATE {LOCK_NOT_AVAILABLE}); rolled back, nothing changed. Retried by the retry policy; "
+            "if it persists, look for long transactions on the table (pg_stat_activity)"
+        ) from error
 
 
 # --- BATCH-000: daily_order_aggregates ------------------------------------------------------------------
 
+# Row locks in one order (ascending key) before deleting, so two writers can never deadlock (design 5.2).
+_LOCK_AGGREGATE_DAYS = sa.text(
+    "SELECT 1 FROM daily_order_aggregates WHERE agg_date BETWEEN :first_day AND :last_day "
+    "ORDER BY agg_date, user_id FOR UPDATE"
+)
 _DELETE_AGGREGATE_DAYS = sa.text(
     "DELETE FROM daily_order_aggregates WHERE agg_date BETWEEN :first_day AND :last_day"
 )
@@ -58,6 +80,7 @@ def replace_daily_aggregates(
 ) -> dict[dt.date, int]:
     """Replace the aggregates of the JST days first_day..last_day (inclusive); rows written per day."""
     days = {"first_day": first_day, "last_day": last_day}
+    connection.execute(_LOCK_AGGREGATE_DAYS, days)
     connection.execute(_DELETE_AGGREGATE_DAYS, days)
     connection.execute(
         _INSERT_AGGREGATE_DAYS,
@@ -72,6 +95,10 @@ def replace_daily_aggregates(
 
 # --- user_scores -------------------------------------------------------------------------------------
 
+_LOCK_SCORES = sa.text(
+    "SELECT 1 FROM user_scores WHERE score_date = :business_date AND user_id BETWEEN :first_id AND :last_id "
+    "ORDER BY user_id FOR UPDATE"
+)
 _DELETE_SCORES = sa.text(
     "DELETE FROM user_scores WHERE score_date = :business_date AND user_id BETWEEN :first_id AND :last_id"
 )
@@ -95,6 +122,7 @@ def replace_user_scores(connection: Connection, business_date: dt.date, user_ran
         "first_id": user_range.first_id,
         "last_id": user_range.last_id,
     }
+    connection.execute(_LOCK_SCORES, params)
     connection.execute(_DELETE_SCORES, params)
     return connection.execute(_INSERT_SCORES, params).rowcount
 
@@ -130,7 +158,7 @@ def replace_rankings(
     from it rolls everything back and leaves the previous rankings for D in place.
     """
     params = {"business_date": business_date}
-    with batch_transaction(engine) as connection:
+    with batch_transaction(engine, f"replacing the rankings of {business_date}") as connection:
         connection.execute(_LOCK_RANKINGS)
         connection.execute(_DELETE_RANKINGS, params)
         inserted = connection.execute(_INSERT_RANKINGS, params).rowcount

@@ -2,10 +2,15 @@ import time
 
 import dagster as dg
 
-from ranking_pipeline.constants import ASSET_GROUP, OWNERS, RANKINGS_WRITER_POOL
-from ranking_pipeline.defs.assets._shared import BATCH_RETRY_POLICY, business_date_of, column_schema
+from ranking_pipeline.constants import ASSET_GROUP, BATCH_001_PROCESS_ID, OWNERS, RANKINGS_WRITER_POOL
+from ranking_pipeline.defs.assets._shared import (
+    BATCH_RETRY_POLICY,
+    batch_step,
+    business_date_of,
+    column_schema,
+)
 from ranking_pipeline.defs.assets.user_scores import user_scores
-from ranking_pipeline.defs.resources import RankingDatabase
+from ranking_pipeline.defs.resources import BatchLockResource, RankingCache, RankingDatabase
 from ranking_pipeline.lib.checks import IntegrityError, rankings_integrity
 from ranking_pipeline.lib.dates import window_days
 from ranking_pipeline.lib.queries import read_rankings, replace_rankings
@@ -44,15 +49,21 @@ class StaleScoresError(RuntimeError):
         ),
     },
 )
-def rankings(context: dg.AssetExecutionContext, database: RankingDatabase) -> dg.MaterializeResult:
+def rankings(
+    context: dg.AssetExecutionContext,
+    database: RankingDatabase,
+    batch_lock: BatchLockResource,
+    ranking_cache: RankingCache,
+) -> dg.MaterializeResult:
     """The ranking of business date D, read by BATCH-002 (mail) and written also by BATCH-003.
 
     Active, existing users with a positive score in `user_scores` for D, ranked by score with
     RANK() (1, 2, 2, 4). D's rows are replaced atomically: readers see the old ranking until the new one
     commits; other dates are never touched. The new rows are verified inside the transaction (ranks, one row
-    per user, positive scores) before they replace the old ones; the checks report on the committed table.
-    Every writer of this table shares the `rankings_writers` pool (limit 1). Refuses to run while some
-    user-ID range of `user_scores` for D is missing or stale.
+    per user, positive scores) and the batch lock is checked before they replace the old ones; the checks
+    report on the committed table. Every writer of this table shares the `rankings_writers` pool (limit 1).
+    Refuses to run while some user-ID range of `user_scores` for D is missing or stale. Afterwards the
+    rankings cache keys in Redis are deleted.
     """
     business_date = business_date_of(context)
     engine = database.ready_engine()
@@ -71,22 +82,30 @@ def rankings(context: dg.AssetExecutionContext, database: RankingDatabase) -> dg
             f"cannot rank {business_date}: user_scores is missing or older than the aggregates for range(s) "
             f"{', '.join(not_ready)}. Materialize those user_scores partitions for {business_date} first"
         )
+    lock = batch_lock.for_process(BATCH_001_PROCESS_ID, engine)
     started = time.monotonic()
+    with batch_step(context, BATCH_001_PROCESS_ID, lock, {"business_date": business_date}) as step:
 
-    def verify_and_record(connection, rows: int) -> None:
-        integrity = rankings_integrity(connection, business_date)  # before commit: never swap in bad rows
-        if not integrity.passed:
-            raise IntegrityError(
-                f"rankings for {business_date} not replaced: {'; '.join(integrity.problems)}"
+        def verify_and_record(connection, rows: int) -> None:
+            integrity = rankings_integrity(connection, business_date)  # never swap in broken rows
+            if not integrity.passed:
+                raise IntegrityError(
+                    f"rankings for {business_date} not replaced: {'; '.join(integrity.problems)}"
+                )
+            mark_completed(
+                connection, RANKINGS_ASSET, business_date, "all", context.run.run_id, rows, fingerprint
             )
-        mark_completed(
-            connection, RANKINGS_ASSET, business_date, "all", context.run.run_id, rows, fingerprint
-        )
+            step.fence(connection)
 
-    inserted = replace_rankings(engine, business_date, before_commit=verify_and_record)
-    seconds = time.monotonic() - started
-    context.log.info(f"rankings {business_date}: replaced with {inserted:,} ranked users in {seconds:.2f} s")
-
+        step.processed = inserted = replace_rankings(engine, business_date, before_commit=verify_and_record)
+        context.log.info(f"rankings {business_date}: replaced with {inserted:,} ranked users (committed)")
+        cleared = ranking_cache.clear()
+        if cleared is None:
+            context.log.info("rankings cache: no Redis configured (RANKING_REDIS_URL), nothing to clear")
+        else:
+            context.log.info(
+                f"rankings cache: deleted {cleared:,} key(s) matching {ranking_cache.pattern()!r}"
+            )
     with engine.connect() as connection:
         top = read_rankings(connection, business_date, limit=TOP_N_IN_METADATA)
     return dg.MaterializeResult(
@@ -97,6 +116,7 @@ def rankings(context: dg.AssetExecutionContext, database: RankingDatabase) -> dg
                 "| rank | user_id | score | orders |\n|---|---|---|---|\n"
                 + "\n".join(f"| {u.rank} | {u.user_id} | {u.score} | {u.order_count} |" for u in top)
             ),
-            "duration_seconds": round(seconds, 3),
+            "cache_keys_deleted": cleared if cleared is not None else "no Redis configured",
+            "duration_seconds": round(time.monotonic() - started, 3),
         }
     )

@@ -1,0 +1,33 @@
+"""Clearing the caches derived from rankings once a new ranking has committed (design 7)."""
+
+from __future__ import annotations
+
+import os
+
+REDIS_URL_ENV = "RANKING_REDIS_URL"
+CACHE_KEY_PATTERN_ENV = "RANKING_CACHE_KEY_PATTERN"
+DEFAULT_CACHE_KEY_PATTERN = "ranking:*"
+
+
+def redis_url_from_env(explicit: str | None = None) -> str | None:
+    return explicit or os.environ.get(REDIS_URL_ENV) or None
+
+
+def redis_client(url: str):
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+
+
+def clear_keys(client, pattern: str, batch_size: int = 1000) -> int:
+    """Delete every key matching ``pattern`` (SCAN, never KEYS; UNLINK in batches); returns how many."""
+    deleted = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=pattern, count=batch_size):
+        batch.append(key)
+        if len(batch) >= batch_size:
+            deleted += client.unlink(*batch)
+            batch.clear()
+    if batch:
+        deleted += client.unlink(*batch)
+    return deleted
