@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from ranking_pipeline.constants import BATCH_000_JOB, BATCH_001_JOB, BUSINESS_DATE_TAG
+from ranking_pipeline.constants import BATCH_000_JOB, BATCH_001_JOB, BUSINESS_DATE_TAG, FORCE_RECOMPUTE_TAG
 from ranking_pipeline.lib.dates import window_days
 from ranking_pipeline.lib.db import check_reachable, get_engine
 from ranking_pipeline.lib.queries import RankedUser, count_rows, read_rankings
@@ -48,13 +48,15 @@ def contiguous_spans(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
     return spans
 
 
-def batch_001_run_tags(business_date: dt.date) -> dict[str, str]:
-    """Tags of a BATCH-001 run for D: the date, and the partition range covering every user-ID range."""
-    return {
+def batch_001_run_tags(business_date: dt.date, *, force: bool = False) -> dict[str, str]:
+    """Tags of a BATCH-001 run for D: the date, and the partition range covering every user-ID range;
+    ``force`` recomputes ranges that a resumed run would skip."""
+    tags = {
         BUSINESS_DATE_TAG: business_date.isoformat(),
         ASSET_PARTITION_RANGE_START_TAG: USER_ID_RANGES[0].key,
         ASSET_PARTITION_RANGE_END_TAG: USER_ID_RANGES[-1].key,
     }
+    return {**tags, FORCE_RECOMPUTE_TAG: "true"} if force else tags
 
 
 def describe_error(error) -> str:
@@ -85,7 +87,12 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, tags: dict[str
 
 
 def run_batch(
-    defs: dg.Definitions, instance: dg.DagsterInstance, business_date: dt.date, *, quiet: bool = True
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    business_date: dt.date,
+    *,
+    quiet: bool = True,
+    force: bool = False,
 ) -> BatchSummary:
     started = time.monotonic()
     engine = get_engine()
@@ -111,7 +118,12 @@ def run_batch(
             )
         )
     summary.run_ids.append(
-        _execute(defs.resolve_job_def(BATCH_001_JOB), instance, batch_001_run_tags(business_date), quiet)
+        _execute(
+            defs.resolve_job_def(BATCH_001_JOB),
+            instance,
+            batch_001_run_tags(business_date, force=force),
+            quiet,
+        )
     )
     with engine.connect() as connection:
         summary.scored_users = count_rows(connection, user_scores, "score_date", business_date)

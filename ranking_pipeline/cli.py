@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="aggregate what W(D) lacks, then score and rank business date D")
     run.add_argument("--date", type=_date_argument, help="business date D (default: yesterday JST)")
     run.add_argument("--verbose", action="store_true", help="show Dagster's run log on stderr")
+    run.add_argument(
+        "--force", action="store_true", help="recompute every user-ID range, even those already done for D"
+    )
     return parser
 
 
@@ -99,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
 
     business_date = args.date or yesterday_jst()
     with dagster_instance() as instance:
-        summary = run_batch(defs(), instance, business_date, quiet=not args.verbose)
+        summary = run_batch(defs(), instance, business_date, quiet=not args.verbose, force=args.force)
     days = summary.aggregated_days
     print(f"BATCH-001 for business date {business_date}: succeeded in {summary.seconds:.1f} s")
     print(

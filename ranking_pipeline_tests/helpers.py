@@ -39,8 +39,18 @@ def load_inputs(engine: sa.Engine, users: list[tuple[int, str]], orders: list[tu
             )
 
 
-def run_date(instance: dg.DagsterInstance, business_date: dt.date) -> BatchSummary:
-    return run_batch(defs(), instance, business_date)
+def run_date(instance: dg.DagsterInstance, business_date: dt.date, *, force: bool = False) -> BatchSummary:
+    return run_batch(defs(), instance, business_date, force=force)
+
+
+def latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict:
+    """The metadata of the asset's newest materialization, as plain values."""
+    record = instance.fetch_materializations(dg.AssetKey(asset), limit=1).records[0]
+    return {key: value.value for key, value in record.asset_materialization.metadata.items()}
+
+
+def run_log_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [entry.user_message for entry in instance.all_logs(run_id)]
 
 
 def rankings_rows(engine: sa.Engine, business_date: dt.date) -> list[tuple[int, int, Decimal, int]]:

@@ -1,0 +1,189 @@
+"""Safe at 03:00: the lock stops a second batch, lock waits time out and retry, a failed range resumes,
+and the cache is cleared after the rankings commit."""
+
+import datetime as dt
+import threading
+import time
+import uuid
+
+import dagster as dg
+import pytest
+import redis
+import sqlalchemy as sa
+
+from ranking_pipeline.batch_runner import BatchRunFailed
+from ranking_pipeline.lib.cache import CACHE_KEY_PATTERN_ENV, REDIS_URL_ENV
+from ranking_pipeline.lib.lock import make_batch_lock
+from ranking_pipeline.lib.ranges import USER_ID_RANGES
+from ranking_pipeline.lib.schema import ensure_output_tables
+from ranking_pipeline.lib.seed import seed
+from ranking_pipeline_tests.helpers import latest_metadata, rankings_rows, run_date, run_log_messages
+from ranking_pipeline_tests.test_against_sql import INDEPENDENT_RANKING
+
+D = dt.date(2026, 11, 27)
+FAILING_RANGE = USER_ID_RANGES[3]  # holds some of the seed's unknown users
+
+
+@pytest.fixture
+def seeded(engine):
+    seed(engine, 3_000, end_date=D, random_seed=11)
+    return engine
+
+
+@pytest.fixture
+def no_retry_delay(monkeypatch):
+    """The declared RetryPolicy stays (asserted in test_definitions); only the 60 s wait is skipped."""
+    monkeypatch.setattr(dg.RetryPolicy, "calculate_delay", lambda self, attempt_num: 0)
+
+
+def expected_rankings(engine) -> list[tuple]:
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(INDEPENDENT_RANKING, {"d": D})]
+
+
+def batch_001_run_ids(instance) -> list[str]:
+    return [run.run_id for run in instance.get_runs(dg.RunsFilter(job_name="batch_001_job"))]
+
+
+def score_states(engine) -> dict[str, tuple[str, str]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT partition_key, status, run_id FROM ranking_partition_runs "
+                "WHERE asset = 'user_scores' AND business_date = :d"
+            ),
+            {"d": D},
+        )
+        return {key: (status, run_id) for key, status, run_id in rows}
+
+
+def test_a_held_lock_fails_the_run_at_once_naming_the_holder_and_writes_nothing(seeded, instance):
+    run_date(instance, D)
+    before = rankings_rows(seeded, D)
+    make_batch_lock("BATCH-001", redis_url=None, engine=seeded).acquire("run-of-another-deployment")
+    with seeded.begin() as connection:  # a change the blocked run would have picked up
+        connection.execute(sa.text("UPDATE orders SET amount = amount + 7 WHERE user_id = 5"))
+
+    started = time.monotonic()
+    with pytest.raises(BatchRunFailed, match="held by run run-of-another-deployment"):
+        run_date(instance, D, force=True)
+
+    assert time.monotonic() - started < 20, "a held lock must not be retried for minutes"
+    assert rankings_rows(seeded, D) == before
+    failed_run = batch_001_run_ids(instance)[0]
+    errors = [
+        m for m in run_log_messages(instance, failed_run) if "is held by run run-of-another-deployment" in m
+    ]
+    assert errors, "the run's event log names the holder"
+
+
+def test_a_row_lock_held_elsewhere_times_out_after_10_s_and_the_retry_succeeds(
+    seeded, instance, no_retry_delay
+):
+    run_date(instance, D)
+    blocker = seeded.connect()
+    transaction = blocker.begin()
+    blocker.execute(
+        sa.text("SELECT 1 FROM user_scores WHERE score_date = :d AND user_id = 1 FOR UPDATE"), {"d": D}
+    )
+    releaser = threading.Timer(13, transaction.rollback)
+    releaser.start()
+    started = time.monotonic()
+    try:
+        run_date(instance, D, force=True)
+    finally:
+        releaser.join()
+        blocker.close()
+
+    assert time.monotonic() - started >= 10
+    messages = run_log_messages(instance, batch_001_run_ids(instance)[0])
+    assert any("waited 10s for a lock held by another database session" in m for m in messages)
+    assert rankings_rows(seeded, D) == expected_rankings(seeded)
+
+
+def test_a_failed_range_is_retried_alone_and_the_result_equals_a_clean_run(seeded, instance, no_retry_delay):
+    fail_once_in_range(seeded, FAILING_RANGE, times=1)
+
+    run_date(instance, D)
+
+    run_id = batch_001_run_ids(instance)[0]
+    metadata = latest_metadata(instance, "user_scores")
+    skipped = metadata["skipped_ranges"].split(", ")
+    assert sorted(skipped) == sorted(r.key for r in USER_ID_RANGES if r != FAILING_RANGE)
+    assert score_states(seeded) == {r.key: ("completed", run_id) for r in USER_ID_RANGES}
+    assert rankings_rows(seeded, D) == expected_rankings(seeded)
+
+
+def test_a_rerun_after_a_failed_batch_resumes_from_the_completed_ranges(seeded, instance, no_retry_delay):
+    fail_once_in_range(seeded, FAILING_RANGE, times=100)  # every attempt of the first run fails
+    with pytest.raises(BatchRunFailed, match="injected failure"):
+        run_date(instance, D)
+    failed_run = batch_001_run_ids(instance)[0]
+    states = score_states(seeded)
+    assert states.pop(FAILING_RANGE.key) == ("failed", failed_run)
+    assert set(states.values()) == {("completed", failed_run)}
+    assert rankings_rows(seeded, D) == []
+    with seeded.begin() as connection:
+        connection.execute(sa.text("DROP TRIGGER fail_in_range ON user_scores"))
+
+    run_date(instance, D)  # the operator simply runs it again
+
+    rerun = batch_001_run_ids(instance)[0]
+    assert (
+        latest_metadata(instance, "user_scores")["skipped_ranges"].count("users_") == len(USER_ID_RANGES) - 1
+    )
+    assert score_states(seeded)[FAILING_RANGE.key] == ("completed", rerun)
+    assert rankings_rows(seeded, D) == expected_rankings(seeded)
+
+
+def fail_once_in_range(engine, user_range, times: int) -> None:
+    """A real PostgreSQL error while inserting the range's scores, for the first ``times`` attempts
+    (a sequence is not rolled back with the failed transaction)."""
+    ensure_output_tables(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE SEQUENCE fail_counter"))
+        connection.execute(
+            sa.text(
+                f"""
+                CREATE FUNCTION fail_in_range() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                  IF NEW.user_id BETWEEN {user_range.first_id} AND {user_range.last_id} THEN
+                    IF nextval('fail_counter') <= {times} THEN
+                      RAISE EXCEPTION 'injected failure in %', NEW.user_id;
+                    END IF;
+                  END IF;
+                  RETURN NEW;
+                END $$;
+                CREATE TRIGGER fail_in_range BEFORE INSERT ON user_scores
+                  FOR EACH ROW EXECUTE FUNCTION fail_in_range();
+                """
+            )
+        )
+
+
+def test_the_cache_keys_are_deleted_after_the_rankings_commit(seeded, instance, redis_url, monkeypatch):
+    prefix = f"ranking-test-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_url)
+    client.set(f"{prefix}:top100", "old")
+    client.set(f"{prefix}:user:42", "old")
+    client.set(f"other-{prefix}", "keep")
+    monkeypatch.setenv(REDIS_URL_ENV, redis_url)  # lock and cache both on Redis now
+    monkeypatch.setenv(CACHE_KEY_PATTERN_ENV, f"{prefix}:*")
+
+    run_date(instance, D)
+
+    assert client.keys(f"{prefix}:*") == []
+    assert client.get(f"other-{prefix}") == b"keep"
+    assert latest_metadata(instance, "rankings")["cache_keys_deleted"] == 2
+    messages = run_log_messages(instance, batch_001_run_ids(instance)[0])
+    assert f"rankings cache: deleted 2 key(s) matching '{prefix}:*'" in messages
+    client.delete(f"other-{prefix}")
+
+
+def test_without_redis_the_cache_step_says_it_skipped(seeded, instance, monkeypatch):
+    monkeypatch.delenv(REDIS_URL_ENV, raising=False)
+
+    run_date(instance, D)
+
+    messages = run_log_messages(instance, batch_001_run_ids(instance)[0])
+    assert "rankings cache: no Redis configured (RANKING_REDIS_URL), nothing to clear" in messages
