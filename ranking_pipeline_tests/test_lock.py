@@ -85,7 +85,7 @@ def test_a_stale_holder_cannot_commit_rankings_over_a_newer_holder(make_lock, en
     time.sleep(1.3)
     make_lock().acquire("run-new")
 
-    with pytest.raises(LockLostError, match="no longer ours .*now held by run run-new"):
+    with pytest.raises(LockLostError, match=r"no longer ours .*now held by run run-new"):
         replace_rankings(
             engine, D, before_commit=lambda connection, rows: stale_lock.verify(stale.token, connection)
         )
