@@ -30,3 +30,9 @@ RANKINGS_ROW_COUNT_ANOMALY_CHECK = "rankings_row_count_anomaly"
 # Process IDs of the design document: the lock key is batch:lock:{process_id}.
 BATCH_000_PROCESS_ID = "BATCH-000"
 BATCH_001_PROCESS_ID = "BATCH-001"
+
+# Alerts (design 6.1). A run gets these tags once it has been alerted on, so one event never alerts twice
+# (even if Dagster records a second failure event for it, or the sensor's cursor is reset).
+FAILURE_ALERTED_TAG = "ranking/failure_alerted"
+LONG_RUN_WARNED_TAG = "ranking/long_run_warned"
+LONG_RUN_WARNING_SECONDS = 15 * 60  # design 6.1: a run over 15 minutes warns
