@@ -1,0 +1,29 @@
+"""A code location for the exclusion tests: the project's definitions plus a stand-in for BATCH-003.
+
+BATCH-003 belongs to another team; this is how such a job joins the exclusion: its runs carry the run tag
+``ranking/rankings_writer`` (any value) and every op writing the rankings table is in the pool
+``rankings_writers``.
+"""
+
+import time
+
+import dagster as dg
+
+from ranking_pipeline import definitions as project
+from ranking_pipeline.constants import RANKINGS_WRITER_POOL, RANKINGS_WRITER_TAG
+
+
+@dg.op(pool=RANKINGS_WRITER_POOL)
+def rewrite_rankings_for_campaign() -> None:
+    """Stands in for BATCH-003's write to rankings: takes a moment, writes nothing."""
+    time.sleep(2)
+
+
+@dg.job(tags={RANKINGS_WRITER_TAG: "BATCH-003"})
+def batch_003_job() -> None:
+    rewrite_rankings_for_campaign()
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions.merge(project.defs(), dg.Definitions(jobs=[batch_003_job]))

@@ -1,0 +1,125 @@
+"""BATCH-001 and BATCH-003 never overlap: the run tag limit and the writers' pool of dagster.yaml, enforced
+by the real queue daemon on an instance configured by the project's dagster.yaml."""
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+
+import dagster as dg
+import pytest
+from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
+from dagster._core.test_utils import create_test_daemon_workspace_context
+from dagster._core.workspace.load_target import ModuleTarget
+from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+from dagster_graphql.client.query import LAUNCH_PIPELINE_EXECUTION_MUTATION
+from dagster_graphql.test.utils import execute_dagster_graphql, infer_job_selector
+
+from ranking_pipeline.batch_runner import batch_001_run_tags
+from ranking_pipeline.constants import (
+    BATCH_001_JOB,
+    BUSINESS_DATE_TAG,
+    RANKINGS_WRITER_POOL,
+    RANKINGS_WRITER_POOL_LIMIT,
+    RANKINGS_WRITER_TAG,
+)
+from ranking_pipeline.lib.seed import seed
+from ranking_pipeline_tests.conftest import PROJECT_ROOT
+from ranking_pipeline_tests.helpers import rankings_rows, run_date
+
+D = dt.date(2026, 11, 27)
+LOCATION = "ranking_pipeline"
+Status = dg.DagsterRunStatus
+
+
+@pytest.fixture
+def workspace(engine, instance) -> Iterator:
+    """The project's code location plus a BATCH-003 stand-in, served by a real code server."""
+    seed(engine, 1_000, end_date=D, random_seed=5)
+    run_date(instance, D)  # W(D) aggregated, so BATCH-001 can run
+    target = ModuleTarget(
+        module_name="ranking_pipeline_tests.batch_003_location",
+        attribute=None,
+        working_directory=str(PROJECT_ROOT),
+        location_name=LOCATION,
+    )
+    with create_test_daemon_workspace_context(target, instance) as context:
+        yield context
+
+
+def submit(workspace, job_name: str, tags: dict[str, str], asset_selection=None) -> str:
+    """Submit a run as the UI or the GraphQL API does: it lands QUEUED."""
+    request = workspace.create_request_context()
+    selector = infer_job_selector(request, job_name, asset_selection=asset_selection, location_name=LOCATION)
+    result = execute_dagster_graphql(
+        request,
+        LAUNCH_PIPELINE_EXECUTION_MUTATION,
+        variables={
+            "executionParams": {
+                "selector": selector,
+                "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+            }
+        },
+    )
+    launched = result.data["launchPipelineExecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def dequeue(workspace) -> None:
+    list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(workspace))
+
+
+def status(instance, run_id: str) -> Status:
+    return instance.get_run_by_id(run_id).status
+
+
+def wait_until_finished(instance, run_id: str, timeout: float = 180) -> Status:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = status(instance, run_id)
+        if current in (Status.SUCCESS, Status.FAILURE, Status.CANCELED):
+            return current
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} still {status(instance, run_id)} after {timeout} s")
+
+
+def test_batch_001_and_batch_003_wait_for_each_other_through_the_run_tag_limit(workspace, instance, engine):
+    batch_001 = submit(workspace, BATCH_001_JOB, batch_001_run_tags(D, force=True))
+    batch_003 = submit(workspace, "batch_003_job", {})
+
+    dequeue(workspace)
+
+    assert status(instance, batch_001) in (Status.STARTING, Status.STARTED)
+    assert status(instance, batch_003) == Status.QUEUED
+    dequeue(workspace)  # still running: BATCH-003 keeps waiting
+    assert status(instance, batch_003) == Status.QUEUED or status(instance, batch_001) == Status.SUCCESS
+
+    assert wait_until_finished(instance, batch_001) == Status.SUCCESS
+    dequeue(workspace)
+    assert wait_until_finished(instance, batch_003) == Status.SUCCESS
+    first_ended = instance.get_run_record_by_id(batch_001).end_time
+    second_started = instance.get_run_record_by_id(batch_003).start_time
+    assert second_started >= first_ended
+    assert len(rankings_rows(engine, D)) > 0
+
+
+def test_a_ui_materialization_of_rankings_waits_for_batch_003_through_the_pool(workspace, instance, engine):
+    instance.event_log_storage.set_concurrency_slots(RANKINGS_WRITER_POOL, RANKINGS_WRITER_POOL_LIMIT)
+    run_date(instance, D)  # user_scores for D exist, so rankings alone can run
+    batch_003 = submit(workspace, "batch_003_job", {})
+    ui_materialization = submit(
+        workspace,
+        IMPLICIT_ASSET_JOB_NAME,
+        {BUSINESS_DATE_TAG: D.isoformat()},
+        asset_selection=[{"path": ["rankings"]}],
+    )
+    assert RANKINGS_WRITER_TAG not in instance.get_run_by_id(ui_materialization).tags  # only the pool applies
+
+    dequeue(workspace)
+
+    assert status(instance, batch_003) in (Status.STARTING, Status.STARTED)
+    assert status(instance, ui_materialization) == Status.QUEUED
+    assert wait_until_finished(instance, batch_003) == Status.SUCCESS
+    dequeue(workspace)
+    assert wait_until_finished(instance, ui_materialization) == Status.SUCCESS
+    assert len(rankings_rows(engine, D)) > 0
