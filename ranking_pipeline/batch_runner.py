@@ -86,6 +86,17 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, tags: dict[str
     return result.run_id
 
 
+def aggregate_days(
+    defs: dg.Definitions, instance: dg.DagsterInstance, first: dt.date, last: dt.date, *, quiet: bool = True
+) -> str:
+    """One batch_000_job run aggregating the JST days first..last; returns its run id."""
+    tags = {
+        ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+        ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+    }
+    return _execute(defs.resolve_job_def(BATCH_000_JOB), instance, tags, quiet)
+
+
 def run_batch(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -104,19 +115,8 @@ def run_batch(
     with engine.connect() as connection:
         missing = sorted(set(window) - completed_days(connection, window))
     summary = BatchSummary(business_date=business_date, aggregated_days=missing)
-    aggregates_job = defs.resolve_job_def(BATCH_000_JOB)
     for first, last in contiguous_spans(missing):
-        summary.run_ids.append(
-            _execute(
-                aggregates_job,
-                instance,
-                {
-                    ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
-                    ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
-                },
-                quiet,
-            )
-        )
+        summary.run_ids.append(aggregate_days(defs, instance, first, last, quiet=quiet))
     summary.run_ids.append(
         _execute(
             defs.resolve_job_def(BATCH_001_JOB),

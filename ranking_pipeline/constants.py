@@ -36,3 +36,6 @@ BATCH_001_PROCESS_ID = "BATCH-001"
 FAILURE_ALERTED_TAG = "ranking/failure_alerted"
 LONG_RUN_WARNED_TAG = "ranking/long_run_warned"
 LONG_RUN_WARNING_SECONDS = 15 * 60  # design 6.1: a run over 15 minutes warns
+
+# Run tag on runs that automation (the schedule or the gate sensor) started: at most one per business date.
+LAUNCHED_BY_TAG = "ranking/launched_by"

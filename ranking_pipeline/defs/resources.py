@@ -1,7 +1,8 @@
-"""Resources: the ranking database, the batch lock and the rankings cache."""
+"""Resources: the ranking database, the batch lock, the rankings cache and the upstream gate's setting."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 
 import dagster as dg
@@ -15,8 +16,11 @@ from ranking_pipeline.lib.cache import (
     redis_url_from_env,
 )
 from ranking_pipeline.lib.db import check_reachable, get_engine
+from ranking_pipeline.lib.gate import DEFAULT_GIVE_UP_AT_JST, parse_time_of_day
 from ranking_pipeline.lib.lock import DEFAULT_TTL_SECONDS, BatchLock, make_batch_lock
 from ranking_pipeline.lib.schema import ensure_output_tables, validate_input_tables
+
+GIVE_UP_AT_ENV = "RANKING_GATE_GIVE_UP_AT_JST"
 
 
 class RankingDatabase(dg.ConfigurableResource):
@@ -84,6 +88,17 @@ class RankingCache(dg.ConfigurableResource):
             client.close()
 
 
+class BatchGate(dg.ConfigurableResource):
+    """When automation stops waiting for BATCH-000: ``give_up_at_jst`` (HH:MM JST, the morning after D);
+    unset: ``RANKING_GATE_GIVE_UP_AT_JST``, else 09:00."""
+
+    give_up_at_jst: str | None = None
+
+    def give_up_at(self) -> dt.time:
+        configured = self.give_up_at_jst or os.environ.get(GIVE_UP_AT_ENV)
+        return parse_time_of_day(configured, source=GIVE_UP_AT_ENV) if configured else DEFAULT_GIVE_UP_AT_JST
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(
@@ -91,5 +106,6 @@ def resources() -> dg.Definitions:
             "database": RankingDatabase(),
             "batch_lock": BatchLockResource(),
             "ranking_cache": RankingCache(),
+            "batch_gate": BatchGate(),
         }
     )
