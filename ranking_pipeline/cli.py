@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--force", action="store_true", help="recompute every user-ID range, even those already done for D"
     )
+
+    bench = commands.add_parser(
+        "bench",
+        help="time the batch against a plain-SQL baseline on a new, seeded database (docs/BENCHMARKS.md)",
+    )
+    bench.add_argument("--users", type=_positive_int, required=True, help="N users and N orders a day")
+    bench.add_argument("--runs", type=_positive_int, default=1, help="repetitions; medians are printed")
+    bench.add_argument("--keep", action="store_true", help="keep the benchmark database afterwards")
     return parser
 
 
@@ -118,11 +126,18 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from ranking_pipeline.bench import run_benchmark
+
+    run_benchmark(args.users, args.runs, keep=args.keep, log=lambda line: print(line, flush=True))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from ranking_pipeline.batch_runner import BatchRunFailed
 
     args = build_parser().parse_args(argv)
-    handlers = {"seed": _seed, "run": _run}
+    handlers = {"seed": _seed, "run": _run, "bench": _bench}
     try:
         return handlers[args.command](args)
     except (

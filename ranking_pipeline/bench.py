@@ -1,0 +1,296 @@
+"""`ranking-pipeline bench`: the pipeline against a plain-SQL baseline, side by side, on one database.
+
+On a new database (random name, on RANKING_DATABASE_URL's server or the embedded one) it seeds the contract's
+reference workload (N users, 31 JST days, N orders a day, loaded with COPY), then, per repetition:
+
+- warm (the daily case): both sides have W(D)'s other 29 days aggregated; each aggregates D, scores D and
+  replaces the rankings of D. Cold: every aggregate is gone; each aggregates all 30 days, scores, ranks.
+- baseline: lib/baseline.py's plain SQL in one session, into its own copies of the output tables.
+- pipeline: a subprocess ``ranking-pipeline run --date D`` (the project's definitions, Dagster in process, on
+  a fresh instance), timed start to exit, its peak RSS from wait4; per-asset times from the run's event log
+  (STEP_START -> STEP_SUCCESS), per-range times from the user_scores step's log.
+- the two rankings of D must be identical (rank, user_id, score, order_count), or the benchmark fails.
+
+Before each timed side the derived tables are vacuumed and analyzed and a checkpoint is taken, and the order
+of the two sides alternates between repetitions, so neither inherits the other's dirty pages or cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from ranking_pipeline.lib import baseline
+from ranking_pipeline.lib.db import (
+    DATABASE_URL_ENV,
+    describe_url,
+    dispose_engines,
+    get_engine,
+    normalize_url,
+    resolve_database_url,
+)
+from ranking_pipeline.lib.seed import seed
+
+BENCH_DATE = dt.date(2026, 11, 27)
+BUDGET_MS_PER_RECORD = 100.0
+_DATABASE_NAME = re.compile(r"^rp_bench_[0-9a-f]{12}$")
+_PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+_RANGE_LINE = re.compile(r"user_scores \S+ (users_\S+): ([\d,]+) users scored in ([\d.]+) s")
+_PIPELINE_TABLES = ("daily_order_aggregates", "user_scores", "rankings", "ranking_partition_runs")
+_DERIVED = (*_PIPELINE_TABLES, *baseline.BASELINE_TABLES.values())
+_ENV_OVERRIDES_REMOVED = ("RANKING_REDIS_URL", "DAGSTER_HOME")  # the DB-table lock; a fresh instance per run
+
+
+class BenchmarkMismatch(RuntimeError):
+    """The pipeline's rankings differ from the baseline's."""
+
+
+@dataclass
+class PipelineRun:
+    steps: dict[str, float]  # step key -> STEP_START..STEP_SUCCESS seconds
+    ranges: dict[str, tuple[int, float]]  # user-ID range -> (rows, seconds)
+    runs_seconds: float  # sum over the Dagster runs of run start -> end
+    process_seconds: float  # subprocess start -> exit
+    peak_mb: float  # the subprocess's peak RSS
+
+
+@dataclass
+class CaseResult:
+    """One repetition of one case (warm or cold)."""
+
+    baseline: dict[str, baseline.StepTiming]
+    pipeline: PipelineRun
+    differences: int
+    ranked: int
+
+
+@dataclass
+class BenchReport:
+    users: int
+    database: str
+    cases: dict[str, list[CaseResult]] = field(default_factory=lambda: {"warm": [], "cold": []})
+    rows: list[tuple] = field(default_factory=list)  # the printed table's rows
+    text: str = ""
+
+
+def _env_without(names: tuple[str, ...], **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in names}
+    return {**env, **extra}
+
+
+def _new_instance_home() -> str:
+    home = tempfile.mkdtemp(prefix="ranking-bench-dagster-")
+    if _PROJECT_DAGSTER_YAML.exists():
+        shutil.copy(_PROJECT_DAGSTER_YAML, Path(home) / "dagster.yaml")
+    else:
+        (Path(home) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return home
+
+
+def _step_and_run_times(home: str) -> tuple[dict[str, float], dict[str, tuple[int, float]], float]:
+    import dagster as dg
+
+    steps: dict[str, float] = {}
+    ranges: dict[str, tuple[int, float]] = {}
+    runs_seconds = 0.0
+    with dg.DagsterInstance.from_config(home) as instance:
+        for record in instance.get_run_records():
+            runs_seconds += (record.end_time or 0) - (record.start_time or 0)
+            started: dict[str, float] = {}
+            for entry in instance.all_logs(record.dagster_run.run_id):
+                event = entry.dagster_event
+                if event is not None and event.event_type_value == "STEP_START":
+                    started[entry.step_key] = entry.timestamp
+                elif event is not None and event.event_type_value == "STEP_SUCCESS":
+                    key = entry.step_key
+                    steps[key] = steps.get(key, 0.0) + entry.timestamp - started[key]
+                elif match := _RANGE_LINE.search(entry.user_message or ""):
+                    ranges[match[1]] = (int(match[2].replace(",", "")), float(match[3]))
+    return steps, ranges, runs_seconds
+
+
+def run_pipeline_process(database_url: str, business_date: dt.date) -> PipelineRun:
+    """`ranking-pipeline run --date D` in a subprocess on a fresh Dagster instance: times and peak RSS."""
+    home = _new_instance_home()
+    env = _env_without(_ENV_OVERRIDES_REMOVED, DAGSTER_HOME=home, **{DATABASE_URL_ENV: database_url})
+    command = [sys.executable, "-m", "ranking_pipeline.cli", "run", "--date", business_date.isoformat()]
+    try:
+        with tempfile.TemporaryFile() as output:
+            started = time.perf_counter()
+            process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(process.pid, 0)
+            process_seconds = time.perf_counter() - started
+            process.returncode = os.waitstatus_to_exitcode(status)
+            if process.returncode != 0:
+                output.seek(0)
+                tail = output.read().decode(errors="replace")[-3000:]
+                raise RuntimeError(f"ranking-pipeline run failed ({process.returncode}):\n{tail}")
+        steps, ranges, runs_seconds = _step_and_run_times(home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return PipelineRun(steps, ranges, runs_seconds, process_seconds, usage.ru_maxrss / 1024)
+
+
+def _aggregate_through_dagster(first: dt.date, last: dt.date) -> None:
+    """Untimed preparation: the pipeline's own BATCH-000 for first..last (so the state table knows them)."""
+    import dagster as dg
+
+    from ranking_pipeline.batch_runner import aggregate_days
+    from ranking_pipeline.definitions import defs
+
+    home = _new_instance_home()
+    try:
+        with dg.DagsterInstance.from_config(home) as instance:
+            aggregate_days(defs(), instance, first, last)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _settle(admin_url: str) -> None:
+    """VACUUM ANALYZE the derived tables and CHECKPOINT, so each timed side starts from the same state."""
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            for table in _DERIVED:
+                connection.exec_driver_sql(f"VACUUM ANALYZE {table}")  # names are constants above
+            # CHECKPOINT needs superuser (or pg_checkpoint); without it the vacuum still levels the field
+            with contextlib.suppress(sa.exc.DBAPIError):
+                connection.exec_driver_sql("CHECKPOINT")
+    finally:
+        engine.dispose()
+
+
+def _baseline_case(
+    raw, business_date: dt.date, days: tuple[dt.date, dt.date]
+) -> dict[str, baseline.StepTiming]:
+    with raw.cursor() as cursor:
+        return {
+            "aggregate": baseline.aggregate_days(cursor, *days),
+            "score": baseline.score(cursor, business_date),
+            "rank": baseline.rank(cursor, business_date),
+        }
+
+
+def _run_case(
+    url: str, raw, case: str, repetition: int, business_date: dt.date, log: Callable[[str], None]
+) -> CaseResult:
+    first = business_date - dt.timedelta(days=29)
+    days = (business_date, business_date) if case == "warm" else (first, business_date)
+    with raw.cursor() as cursor:
+        if case == "warm":
+            cursor.execute("TRUNCATE " + ", ".join(_DERIVED))
+        else:
+            cursor.execute("TRUNCATE daily_order_aggregates, baseline_daily_order_aggregates")
+            cursor.execute("DELETE FROM ranking_partition_runs WHERE asset = 'daily_order_aggregates'")
+    raw.commit()
+    if case == "warm":
+        with raw.cursor() as cursor:
+            baseline.aggregate_days(cursor, first, business_date - dt.timedelta(days=1))
+        _aggregate_through_dagster(first, business_date - dt.timedelta(days=1))
+    results: dict[str, object] = {}
+    sides = ["baseline", "pipeline"] if repetition % 2 == 0 else ["pipeline", "baseline"]
+    for side in sides:
+        _settle(url)
+        log(f"  {case} #{repetition + 1}: {side} ...")
+        if side == "baseline":
+            results[side] = _baseline_case(raw, business_date, days)
+        else:
+            results[side] = run_pipeline_process(url, business_date)
+    with raw.cursor() as cursor:
+        differences = baseline.ranking_differences(cursor, business_date)
+        cursor.execute("SELECT count(*) FROM rankings WHERE ranking_date = %(d)s", {"d": business_date})
+        ranked = cursor.fetchone()[0]
+    raw.commit()
+    if differences:
+        raise BenchmarkMismatch(
+            f"{case}: {differences} ranking rows differ between the pipeline and baseline"
+        )
+    return CaseResult(results["baseline"], results["pipeline"], differences, ranked)
+
+
+def _create_database() -> tuple[str, str]:
+    server = resolve_database_url()
+    name = f"rp_bench_{secrets.token_hex(6)}"
+    if not _DATABASE_NAME.match(name):  # the only identifier interpolated into SQL
+        raise ValueError(f"unexpected database name {name!r}")
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.dispose()
+    return server.render_as_string(hide_password=False), server.set(database=name).render_as_string(
+        hide_password=False
+    )
+
+
+def _drop_database(server_url: str, url: str) -> None:
+    dispose_engines()
+    name = sa.engine.make_url(url).database
+    if not _DATABASE_NAME.match(name or ""):
+        raise ValueError(f"refusing to drop {name!r}: not a benchmark database")
+    admin = sa.create_engine(normalize_url(server_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+def run_benchmark(
+    users: int, runs: int = 1, *, keep: bool = False, log: Callable[[str], None] = print
+) -> BenchReport:
+    """Seed, run both sides ``runs`` times per case, check the rankings, and build the table (medians)."""
+    from ranking_pipeline.bench_report import build_table
+
+    server_url, url = _create_database()
+    report = BenchReport(users=users, database=describe_url(url))
+    saved_env = {name: os.environ.get(name) for name in (DATABASE_URL_ENV, *_ENV_OVERRIDES_REMOVED)}
+    os.environ[DATABASE_URL_ENV] = url
+    for name in _ENV_OVERRIDES_REMOVED:
+        os.environ.pop(name, None)
+    try:
+        log(f"benchmark database {report.database}: seeding {users:,} users, {users * 31:,} orders ...")
+        started = time.perf_counter()
+        engine = get_engine(url)
+        seed(engine, users, end_date=BENCH_DATE)
+        from ranking_pipeline.lib.schema import ensure_output_tables
+
+        ensure_output_tables(engine)
+        raw = engine.raw_connection()
+        try:
+            baseline.create_tables(raw)
+            log(f"seeded in {time.perf_counter() - started:.1f} s")
+            for repetition in range(runs):
+                for case in ("warm", "cold"):
+                    result = _run_case(url, raw, case, repetition, BENCH_DATE, log)
+                    report.cases[case].append(result)
+        finally:
+            raw.close()
+        report.rows, report.text = build_table(report, statistics.median)
+        log(report.text)
+    finally:
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if keep:
+            log(f"kept the benchmark database {report.database}")
+        else:
+            _drop_database(server_url, url)
+    return report

@@ -1,0 +1,113 @@
+"""The plain-SQL baseline the benchmark compares the pipeline with: the same steps, hand-written, one session.
+
+It writes to its own copies of the three output tables (``baseline_*``, created ``LIKE`` the pipeline's, so
+the same primary keys are maintained), reads the same ``users`` and ``orders``, and follows the contract's
+semantics: what a competent engineer would type into psql. No locks, no bookkeeping, no checks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+
+from ranking_pipeline.lib.dates import jst_midnight, window_start
+
+BASELINE_TABLES = {
+    "daily_order_aggregates": "baseline_daily_order_aggregates",
+    "user_scores": "baseline_user_scores",
+    "rankings": "baseline_rankings",
+}
+
+CREATE_TABLES = tuple(
+    f"CREATE TABLE IF NOT EXISTS {copy} (LIKE {original} INCLUDING ALL)"
+    for original, copy in BASELINE_TABLES.items()
+)
+
+DELETE_AGGREGATES = (
+    "DELETE FROM baseline_daily_order_aggregates WHERE agg_date BETWEEN %(first)s AND %(last)s"
+)
+INSERT_AGGREGATES = """
+    INSERT INTO baseline_daily_order_aggregates (agg_date, user_id, order_count, total_amount)
+    SELECT (ordered_at AT TIME ZONE 'Asia/Tokyo')::date, user_id, count(*), sum(amount)
+    FROM orders
+    WHERE status = 'completed' AND ordered_at >= %(start_at)s AND ordered_at < %(end_at)s
+    GROUP BY 1, 2
+"""
+DELETE_SCORES = "DELETE FROM baseline_user_scores WHERE score_date = %(d)s"
+INSERT_SCORES = """
+    INSERT INTO baseline_user_scores (score_date, user_id, order_count, total_amount, score)
+    SELECT %(d)s, user_id, sum(order_count), sum(total_amount), sum(total_amount)
+    FROM baseline_daily_order_aggregates
+    WHERE agg_date BETWEEN %(window_start)s AND %(d)s
+    GROUP BY user_id
+"""
+DELETE_RANKINGS = "DELETE FROM baseline_rankings WHERE ranking_date = %(d)s"
+INSERT_RANKINGS = """
+    INSERT INTO baseline_rankings (ranking_date, rank, user_id, score, order_count)
+    SELECT %(d)s, RANK() OVER (ORDER BY s.score DESC), s.user_id, s.score, s.order_count
+    FROM baseline_user_scores AS s JOIN users AS u ON u.user_id = s.user_id
+    WHERE s.score_date = %(d)s AND u.status = 'active' AND s.score > 0
+"""
+
+# (rank, user_id, score, order_count) rows of D present on one side only: 0 means identical rankings.
+RANKING_DIFFERENCES = """
+    SELECT count(*) FROM (
+        (SELECT rank, user_id, score, order_count FROM rankings WHERE ranking_date = %(d)s
+         EXCEPT ALL
+         SELECT rank, user_id, score, order_count FROM baseline_rankings WHERE ranking_date = %(d)s)
+        UNION ALL
+        (SELECT rank, user_id, score, order_count FROM baseline_rankings WHERE ranking_date = %(d)s
+         EXCEPT ALL
+         SELECT rank, user_id, score, order_count FROM rankings WHERE ranking_date = %(d)s)
+    ) AS differences
+"""
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    seconds: float
+    rows: int
+
+
+def _timed(cursor, statements: list[tuple[str, dict]]) -> StepTiming:
+    """Run the statements as one transaction and commit; rows are those of the last statement."""
+    started = time.perf_counter()
+    rows = 0
+    for statement, params in statements:
+        cursor.execute(statement, params)
+        rows = cursor.rowcount
+    cursor.connection.commit()
+    return StepTiming(time.perf_counter() - started, rows)
+
+
+def create_tables(connection) -> None:
+    with connection.cursor() as cursor:
+        for statement in CREATE_TABLES:
+            cursor.execute(statement)
+    connection.commit()
+
+
+def aggregate_days(cursor, first: dt.date, last: dt.date) -> StepTiming:
+    params = {
+        "first": first,
+        "last": last,
+        "start_at": jst_midnight(first),
+        "end_at": jst_midnight(last + dt.timedelta(days=1)),
+    }
+    return _timed(cursor, [(DELETE_AGGREGATES, params), (INSERT_AGGREGATES, params)])
+
+
+def score(cursor, business_date: dt.date) -> StepTiming:
+    params = {"d": business_date, "window_start": window_start(business_date)}
+    return _timed(cursor, [(DELETE_SCORES, params), (INSERT_SCORES, params)])
+
+
+def rank(cursor, business_date: dt.date) -> StepTiming:
+    params = {"d": business_date}
+    return _timed(cursor, [(DELETE_RANKINGS, params), (INSERT_RANKINGS, params)])
+
+
+def ranking_differences(cursor, business_date: dt.date) -> int:
+    cursor.execute(RANKING_DIFFERENCES, {"d": business_date})
+    return cursor.fetchone()[0]
