@@ -19,7 +19,7 @@ from ranking_pipeline.lib.db import (
     DatabaseConfigError,
     DatabaseUnreachableError,
     check_reachable,
-    describe_url,
+    describe_database,
     get_engine,
 )
 from ranking_pipeline.lib.schema import InputSchemaError
@@ -98,7 +98,7 @@ def _seed(args: argparse.Namespace) -> int:
     end_date = args.end_date or yesterday_jst()
     summary = seed(engine, args.users, end_date=end_date, random_seed=args.seed)
     print(
-        f"seeded {describe_url(engine.url)}: {summary.users:,} users, {summary.orders:,} orders "
+        f"seeded {describe_database()}: {summary.users:,} users, {summary.orders:,} orders "
         f"from {summary.first_day} to {summary.last_day} (JST), seed {args.seed}"
     )
     return 0

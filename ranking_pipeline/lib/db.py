@@ -55,6 +55,16 @@ def describe_url(url: str | URL) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def describe_database(explicit: str | None = None) -> str:
+    """Where the data lives, for people: the URL without its password, or the embedded server's folder."""
+    configured = explicit or os.environ.get(DATABASE_URL_ENV)
+    return (
+        describe_url(normalize_url(configured))
+        if configured
+        else f"the embedded PostgreSQL in {embedded_pgdata()}"
+    )
+
+
 _lock = threading.Lock()
 
 
