@@ -17,7 +17,7 @@ def test_the_location_loads_with_exactly_the_pipeline_assets():
     definitions = defs()
     keys = {key.to_user_string() for key in definitions.resolve_asset_graph().get_all_asset_keys()}
 
-    assert keys == {"daily_order_aggregates", "user_scores", "rankings"}
+    assert keys == {"daily_order_aggregates", "user_scores", "rankings", "batch_metrics"}
     assert definitions.resolve_job_def(BATCH_000_JOB) is not None
     assert definitions.resolve_job_def(BATCH_001_JOB) is not None
 
@@ -30,6 +30,9 @@ def test_every_asset_explains_itself_in_the_ui():
         assert node.description and len(node.description) > 80, f"{name} has no real description"
         assert node.owners == ["team:data-platform"], name
         assert node.group_name == "ranking", name
+        if name == "batch_metrics":  # a report on the runs, not a table
+            assert {"dagster", "matplotlib"} <= node.kinds
+            continue
         assert {"postgres", "sql"} <= node.kinds, name
         assert node.metadata["dagster/table_name"] == name
         columns = [column.name for column in node.metadata["dagster/column_schema"].columns]
@@ -63,3 +66,20 @@ def test_rankings_is_in_the_writers_pool_and_carries_its_checks():
     assert set(checks) == {RANKINGS_INTEGRITY_CHECK, RANKINGS_ROW_COUNT_ANOMALY_CHECK}
     assert checks[RANKINGS_INTEGRITY_CHECK].blocking
     assert not checks[RANKINGS_ROW_COUNT_ANOMALY_CHECK].blocking
+
+
+def test_the_alert_sensors_are_on_by_default_and_named_for_their_event():
+    sensors = {sensor.name: sensor for sensor in defs().sensors}
+    assert set(sensors) >= {
+        "alert_on_run_failure",
+        "notify_on_batch_success",
+        "warn_on_long_batch_run",
+        "warn_on_row_count_anomaly",
+    }
+    for name in (
+        "alert_on_run_failure",
+        "notify_on_batch_success",
+        "warn_on_long_batch_run",
+        "warn_on_row_count_anomaly",
+    ):
+        assert sensors[name].default_status == dg.DefaultSensorStatus.RUNNING, name

@@ -1,0 +1,67 @@
+import base64
+import datetime as dt
+
+import dagster as dg
+
+from ranking_pipeline.constants import ASSET_GROUP, BATCH_001_JOB, OWNERS
+from ranking_pipeline.defs.resources import RankingDatabase
+from ranking_pipeline.lib import metrics
+from ranking_pipeline.lib.dates import JST
+
+RUN_HISTORY_LIMIT = 5000
+
+
+def _run_facts(instance: dg.DagsterInstance) -> list[metrics.RunFact]:
+    records = instance.get_run_records(dg.RunsFilter(job_name=BATCH_001_JOB), limit=RUN_HISTORY_LIMIT)
+
+    def when(timestamp: float | None) -> dt.datetime | None:
+        return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC) if timestamp else None
+
+    return [
+        metrics.RunFact(
+            r.dagster_run.run_id, r.dagster_run.status.value, when(r.start_time), when(r.end_time)
+        )
+        for r in records
+    ]
+
+
+@dg.asset(
+    owners=OWNERS,
+    group_name=ASSET_GROUP,
+    kinds={"dagster", "postgres", "matplotlib"},
+)
+def batch_metrics(context: dg.AssetExecutionContext, database: RankingDatabase) -> dg.MaterializeResult:
+    """Design 6.3 metrics of BATCH-001: runs per day, mean run time over the last 30 days, failure rate per
+    month and the processed-count trend by ISO week, with a chart.
+
+    Run figures come from this Dagster instance's history of `batch_001_job` runs (JST days and months of
+    their start); processed counts from the management table `ranking_partition_runs` (users scored and
+    ranked per business date). Each materialization records the headline numbers as metadata, which the
+    asset's Plots tab draws over time; materialize it from the UI whenever you want fresh figures.
+    """
+    runs = _run_facts(context.instance)
+    with database.ready_engine().connect() as connection:
+        processed = metrics.read_processed(connection)
+    now = dt.datetime.now(tz=dt.UTC)
+    per_day = metrics.runs_per_day(runs)
+    mean_seconds = metrics.mean_duration_seconds(runs, now)
+    per_month = metrics.failure_rate_by_month(runs)
+    per_week = metrics.processed_by_week(processed)
+    chart = base64.b64encode(metrics.render_chart(per_day, per_week)).decode()
+    this_month = per_month.get(now.astimezone(JST).strftime("%Y-%m"), metrics.MonthRate(0, 0))
+    last_week = list(per_week.values())[-1] if per_week else metrics.WeekCount(0, 0, 0)
+    tables = metrics.markdown_tables(per_day, per_month, per_week)
+    context.log.info(
+        f"batch_metrics: {len(runs)} BATCH-001 run(s), {len(processed)} business date(s) processed"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "chart": dg.MetadataValue.md(f"![BATCH-001 metrics](data:image/png;base64,{chart})"),
+            **{name: dg.MetadataValue.md(table) for name, table in tables.items()},
+            "runs_recorded": len(runs),
+            "runs_today_jst": per_day.get(now.astimezone(JST).date(), 0),
+            "mean_duration_seconds_30d": round(mean_seconds, 3) if mean_seconds is not None else float("nan"),
+            "failure_rate_this_month": round(this_month.rate, 4),
+            "users_scored_latest_week": last_week.users_scored,
+        }
+    )
