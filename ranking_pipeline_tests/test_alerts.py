@@ -187,3 +187,25 @@ def test_without_slack_bot_token_the_sensors_skip_slack_and_do_not_fail(engine, 
     cursor = tick(notify_on_batch_success, instance, None)
     run_date(instance, D)
     assert tick(notify_on_batch_success, instance, cursor) != cursor  # evaluated and moved on, no error
+
+
+def test_an_smtp_server_refusing_mail_is_logged_and_slack_still_alerts(
+    engine, instance, slack, monkeypatch, caplog, no_retry_delay
+):
+    seed(engine, 2000, end_date=D)
+    with fake_smtp(refuse=True) as refusing:
+        monkeypatch.setenv("RANKING_SMTP_HOST", refusing.host)
+        monkeypatch.setenv("RANKING_SMTP_PORT", str(refusing.port))
+        monkeypatch.setenv("RANKING_SMTP_TLS", "none")
+        monkeypatch.setenv("RANKING_ALERT_MAIL_TO", "oncall@example.test")
+        cursor = tick(alert_on_run_failure, instance, None)
+        result = run_batch_001(instance, D)
+        with caplog.at_level(logging.ERROR, logger="ranking_pipeline.defs.alerts"):
+            tick(alert_on_run_failure, instance, cursor)
+
+    assert refusing.received == []
+    assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert f"mail alert for run {result.run_id} FAILED: NotificationError" in caplog.text
+    assert "550" in caplog.text
+    [message] = slack_messages(slack)
+    assert "IncompleteWindowError" in message["text"]
