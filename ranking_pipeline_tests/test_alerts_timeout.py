@@ -61,12 +61,21 @@ def _wait_for_step(instance: dg.DagsterInstance, run_id: str, step_key: str, tim
     raise AssertionError(f"{step_key} did not start within {timeout} s")
 
 
-def _stop_worker(instance: dg.DagsterInstance, run_id: str) -> None:
-    """Kill the stopped run's worker process (started by this test), so the code server can shut down.
+def _wait_for_step_failure(
+    instance: dg.DagsterInstance, run_id: str, step_key: str, timeout: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        failed = instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
+        if any(entry.dagster_event.step_key == step_key for entry in failed):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{step_key} did not record its failure within {timeout} s")
 
-    Found while writing this test: the termination request interrupts the step, but the interruption is
-    retried by the step's RetryPolicy, so the worker lingers in a 60 s retry wait after the run is FAILURE.
-    """
+
+def _stop_worker(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Kill the stopped run's worker process if it is still there (it should have exited), so the code
+    server can shut down promptly."""
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
         found = re.search(r"Started process for run \(pid: (\d+)\)", entry.message or "")
         if found:
@@ -124,6 +133,9 @@ def test_a_hung_batch_run_is_stopped_by_run_monitoring_and_pages_on_call(engine,
             alert_on_run_failure(context)
             alert_on_run_failure(context)  # the same event seen again: no second alert
             blocker.rollback()
+            _wait_for_step_failure(instance, run.run_id, "rankings")
+            retries = instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
+            assert retries == [], "a stopped run must not retry its step"
             _stop_worker(instance, run.run_id)
     finally:
         blocker.rollback()

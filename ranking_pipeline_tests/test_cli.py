@@ -77,7 +77,9 @@ def test_seed_then_run_on_the_embedded_default_with_no_server_configured(tmp_pat
     ran = cli("run", "--date", D.isoformat(), env=env, cwd=tmp_path)
 
     assert seeded.returncode == 0, seeded.stderr
-    assert f"seeded the embedded PostgreSQL in {tmp_path / 'pgdata'}: 500 users, 15,500 orders" in seeded.stdout
+    assert (
+        f"seeded the embedded PostgreSQL in {tmp_path / 'pgdata'}: 500 users, 15,500 orders" in seeded.stdout
+    )
     assert "from 2026-10-28 to 2026-11-27 (JST)" in seeded.stdout
     assert ran.returncode == 0, ran.stderr
     assert "daily aggregates computed: 30 day(s) (2026-10-29 .. 2026-11-27)" in ran.stdout

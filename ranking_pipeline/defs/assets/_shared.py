@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.errors import DagsterExecutionInterruptedError
 from sqlalchemy.engine import Connection
 
 from ranking_pipeline.constants import BUSINESS_DATE_TAG
@@ -89,6 +90,11 @@ def batch_step(
     step = BatchStep(lock=lock, token=holder.token)
     try:
         yield step
+    except (DagsterExecutionInterruptedError, KeyboardInterrupt):
+        # Dagster retries interrupted steps that have a RetryPolicy; a run that was terminated (or timed
+        # out) must not write again once it has ended, so stop here for good. Nothing is logged: logging
+        # itself can be interrupted now.
+        raise dg.Failure(description=f"{name} stopped: the run was terminated", allow_retries=False) from None
     except Exception as error:
         attempt = context.retry_number + 1
         context.log.error(
