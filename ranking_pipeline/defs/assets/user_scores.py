@@ -178,7 +178,10 @@ def user_scores(
     rows_by_range.update({r.key: previous[(business_date, r.key)].row_count or 0 for r in skipped})
     return dg.MaterializeResult(
         metadata={
+            # One materialization per range, same metadata: with several ranges in one run this is the
+            # run's total; rows_per_range has each range's own count.
             "dagster/row_count": sum(rows_by_range.values()),
+            "ranges_in_this_run": len(selected),
             "business_date": dg.MetadataValue.text(business_date.isoformat()),
             "window": dg.MetadataValue.text(f"{window[0]} .. {window[-1]}"),
             "rows_per_range": dg.MetadataValue.md(
