@@ -46,8 +46,8 @@ def smtp(monkeypatch):
 
 def tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None) -> str | None:
     """One evaluation as the sensor daemon does it: the project's resources, the stored cursor."""
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs().resources)
-    return sensor.evaluate_tick(context).cursor
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs().resources) as context:
+        return sensor.evaluate_tick(context).cursor
 
 
 def run_batch_001(instance: dg.DagsterInstance, business_date: dt.date) -> dg.ExecuteInProcessResult:

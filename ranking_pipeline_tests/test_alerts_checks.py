@@ -32,8 +32,8 @@ def slack(monkeypatch):
 
 
 def tick(instance: dg.DagsterInstance, cursor: str | None) -> str | None:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs().resources)
-    return warn_on_row_count_anomaly.evaluate_tick(context).cursor
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs().resources) as context:
+        return warn_on_row_count_anomaly.evaluate_tick(context).cursor
 
 
 def ranked(engine: sa.Engine, day: dt.date) -> list[int]:

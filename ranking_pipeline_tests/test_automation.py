@@ -47,24 +47,24 @@ def resources():
 
 
 def evaluate_schedule(instance, definitions, when: dt.datetime):
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(  # a context manager: it enters the instance and must leave it
         instance=instance,
         scheduled_execution_time=when,
         resources=resources(),
         repository_def=definitions.get_repository_def(),
-    )
-    return batch_001_schedule(context)
+    ) as context:
+        return batch_001_schedule(context)
 
 
 def evaluate_sensor(instance, definitions, monkeypatch, when: dt.datetime, cursor: str | None = None):
     monkeypatch.setattr(sensors, "now_jst", lambda: when)  # the clock is the outside world here
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         resources=resources(),
         repository_def=definitions.get_repository_def(),
-    )
-    return sensors.start_batch_001_on_aggregates_landed(context), context
+    ) as context:
+        return sensors.start_batch_001_on_aggregates_landed(context), context.cursor
 
 
 def launch(instance, definitions, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
@@ -74,10 +74,10 @@ def launch(instance, definitions, request: dg.RunRequest) -> dg.ExecuteInProcess
 
 
 def test_batch_000_runs_at_02_00_jst_for_the_day_just_ended(instance, definitions):
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=instance, scheduled_execution_time=at(2), repository_def=definitions.get_repository_def()
-    )
-    request = batch_000_schedule(context)
+    ) as context:
+        request = batch_000_schedule(context)
     assert request.partition_key == "2026-11-27"
     assert request.run_key == "BATCH-000:2026-11-27"
     assert (batch_000_schedule.cron_schedule, batch_000_schedule.execution_timezone) == (
@@ -148,11 +148,11 @@ def test_after_the_give_up_time_the_sensor_reports_once_that_it_gave_up(
 ):
     monkeypatch.setenv("RANKING_GATE_GIVE_UP_AT_JST", "08:30")
 
-    result, context = evaluate_sensor(instance, definitions, monkeypatch, at(8, 31))
+    result, cursor = evaluate_sensor(instance, definitions, monkeypatch, at(8, 31))
 
     assert isinstance(result, dg.SkipReason)
     assert result.skip_message.startswith("gave up on BATCH-001 for 2026-11-27 at 08:30 JST")
-    assert context.cursor == "2026-11-27"  # reported once: the next evaluation sees the cursor
+    assert cursor == "2026-11-27"  # reported once: the next evaluation sees the cursor
     assert not instance.get_runs(dg.RunsFilter(job_name="batch_001_job"))
 
 
