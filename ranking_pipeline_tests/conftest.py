@@ -28,6 +28,7 @@ POSTGRES_URL = os.environ.get("RANKING_TEST_POSTGRES_URL", "postgresql://postgre
 REDIS_URL = os.environ.get("RANKING_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 _skipped_for_redis: list[str] = []
+_notes: list[str] = []
 
 
 def _postgres_answers(url: str) -> str | None:
@@ -52,8 +53,8 @@ def postgres_server_url(tmp_path_factory) -> str:
         pytest.fail(f"CI=true but PostgreSQL at {POSTGRES_URL} does not answer: {problem}", pytrace=False)
     pgdata = tmp_path_factory.mktemp("embedded-pg")
     os.environ.setdefault(db.EMBEDDED_PGDATA_ENV, str(pgdata))
-    print(
-        f"\nPostgreSQL at {POSTGRES_URL} does not answer ({problem}); using the embedded server in {pgdata}"
+    _notes.append(
+        f"PostgreSQL at {POSTGRES_URL} does not answer ({problem}): used the embedded server in {pgdata}"
     )
     return db.embedded_database_url().render_as_string(hide_password=False)
 
@@ -123,6 +124,8 @@ def pytest_runtest_logreport(report) -> None:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
+    for note in _notes:
+        terminalreporter.write_line(note)
     if _skipped_for_redis:
         terminalreporter.section("skipped: no Redis server")
         terminalreporter.write_line(
