@@ -15,7 +15,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ranking_pipeline.lib.dates import jst_midnight, window_start
+from ranking_pipeline.lib.dates import jst_midnight, window_days
 from ranking_pipeline.lib.ranges import UserIdRange
 
 LOCK_TIMEOUT = "10s"
@@ -58,19 +58,18 @@ _LOCK_AGGREGATE_DAYS = sa.text(
 _DELETE_AGGREGATE_DAYS = sa.text(
     "DELETE FROM daily_order_aggregates WHERE agg_date BETWEEN :first_day AND :last_day"
 )
+# The per-day row counts come from the inserted rows themselves (RETURNING), not from a second scan.
 _INSERT_AGGREGATE_DAYS = sa.text(
     """
-    INSERT INTO daily_order_aggregates (agg_date, user_id, order_count, total_amount)
-    SELECT (o.ordered_at AT TIME ZONE 'Asia/Tokyo')::date, o.user_id, count(*), sum(o.amount)
-    FROM orders AS o
-    WHERE o.status = 'completed' AND o.ordered_at >= :start_at AND o.ordered_at < :end_at
-    GROUP BY 1, 2
-    """
-)
-_COUNT_AGGREGATE_DAYS = sa.text(
-    """
-    SELECT agg_date, count(*) FROM daily_order_aggregates
-    WHERE agg_date BETWEEN :first_day AND :last_day GROUP BY agg_date
+    WITH inserted AS (
+        INSERT INTO daily_order_aggregates (agg_date, user_id, order_count, total_amount)
+        SELECT (o.ordered_at AT TIME ZONE 'Asia/Tokyo')::date, o.user_id, count(*), sum(o.amount)
+        FROM orders AS o
+        WHERE o.status = 'completed' AND o.ordered_at >= :start_at AND o.ordered_at < :end_at
+        GROUP BY 1, 2
+        RETURNING agg_date
+    )
+    SELECT agg_date, count(*) FROM inserted GROUP BY agg_date
     """
 )
 
@@ -82,11 +81,12 @@ def replace_daily_aggregates(
     days = {"first_day": first_day, "last_day": last_day}
     connection.execute(_LOCK_AGGREGATE_DAYS, days)
     connection.execute(_DELETE_AGGREGATE_DAYS, days)
-    connection.execute(
-        _INSERT_AGGREGATE_DAYS,
-        {"start_at": jst_midnight(first_day), "end_at": jst_midnight(last_day + dt.timedelta(days=1))},
+    counts = dict(
+        connection.execute(
+            _INSERT_AGGREGATE_DAYS,
+            {"start_at": jst_midnight(first_day), "end_at": jst_midnight(last_day + dt.timedelta(days=1))},
+        ).all()
     )
-    counts = dict(connection.execute(_COUNT_AGGREGATE_DAYS, days).all())
     span = (last_day - first_day).days + 1
     return {
         first_day + dt.timedelta(days=i): counts.get(first_day + dt.timedelta(days=i), 0) for i in range(span)
@@ -94,6 +94,11 @@ def replace_daily_aggregates(
 
 
 # --- user_scores -------------------------------------------------------------------------------------
+
+# W(D) as the list of its 30 days (not a BETWEEN): with `agg_date = ANY(days)` the primary key
+# (agg_date, user_id) bounds both columns of every day's index search, so a range with few users reads only
+# its own rows instead of scanning the whole window (at N = 100,000 each of the 7 sparse ranges took 0.2 s as
+# a sequential scan; at N = 1,000,000 a 25,000-user range took 0.65 s that way, 0.11 s as a bitmap scan).
 
 _LOCK_SCORES = sa.text(
     "SELECT 1 FROM user_scores WHERE score_date = :business_date AND user_id BETWEEN :first_id AND :last_id "
@@ -107,8 +112,7 @@ _INSERT_SCORES = sa.text(
     INSERT INTO user_scores (score_date, user_id, order_count, total_amount, score)
     SELECT :business_date, a.user_id, sum(a.order_count), sum(a.total_amount), sum(a.total_amount)
     FROM daily_order_aggregates AS a
-    WHERE a.agg_date BETWEEN :window_start AND :business_date
-      AND a.user_id BETWEEN :first_id AND :last_id
+    WHERE a.agg_date = ANY(:window_days) AND a.user_id BETWEEN :first_id AND :last_id
     GROUP BY a.user_id
     """
 )
@@ -118,7 +122,7 @@ def replace_user_scores(connection: Connection, business_date: dt.date, user_ran
     """Replace user_scores for (D, range) from the aggregates of W(D); returns rows written."""
     params = {
         "business_date": business_date,
-        "window_start": window_start(business_date),
+        "window_days": window_days(business_date),
         "first_id": user_range.first_id,
         "last_id": user_range.last_id,
     }
