@@ -7,8 +7,8 @@ reference workload (N users, 31 JST days, N orders a day, loaded with COPY), the
   replaces the rankings of D. Cold: every aggregate is gone; each aggregates all 30 days, scores, ranks.
 - baseline: lib/baseline.py's plain SQL in one session, into its own copies of the output tables.
 - pipeline: a subprocess ``ranking-pipeline run --date D`` (the project's definitions, Dagster in process, on
-  a fresh instance), timed start to exit, its peak RSS from wait4; per-asset times from the run's event log
-  (STEP_START -> STEP_SUCCESS), per-range times from the user_scores step's log.
+  a fresh instance), timed start to exit, its peak RSS (VmHWM, polled every 20 ms); per-asset times from
+  the run's event log (STEP_START -> STEP_SUCCESS), per-range times from the user_scores step's log.
 - the two rankings of D must be identical (rank, user_id, score, order_count), or the benchmark fails.
 
 Before each timed side the derived tables are vacuumed and analyzed and a checkpoint is taken, and the order
@@ -52,6 +52,7 @@ _PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 _RANGE_LINE = re.compile(r"user_scores \S+ (users_\S+): ([\d,]+) users scored in ([\d.]+) s")
 _PIPELINE_TABLES = ("daily_order_aggregates", "user_scores", "rankings", "ranking_partition_runs")
 _DERIVED = (*_PIPELINE_TABLES, *baseline.BASELINE_TABLES.values())
+_POLL_SECONDS = 0.02
 _ENV_OVERRIDES_REMOVED = ("RANKING_REDIS_URL", "DAGSTER_HOME")  # the DB-table lock; a fresh instance per run
 
 
@@ -65,7 +66,7 @@ class PipelineRun:
     ranges: dict[str, tuple[int, float]]  # user-ID range -> (rows, seconds)
     runs_seconds: float  # sum over the Dagster runs of run start -> end
     process_seconds: float  # subprocess start -> exit
-    peak_mb: float  # the subprocess's peak RSS
+    peak_mb: float  # the subprocess's peak RSS (VmHWM)
 
 
 @dataclass
@@ -123,6 +124,16 @@ def _step_and_run_times(home: str) -> tuple[dict[str, float], dict[str, tuple[in
     return steps, ranges, runs_seconds
 
 
+def _vm_hwm_kb(pid: int) -> int:
+    """The process's peak resident set (VmHWM, kB) so far; 0 once it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match[1]) if match else 0
+
+
 def run_pipeline_process(database_url: str, business_date: dt.date) -> PipelineRun:
     """`ranking-pipeline run --date D` in a subprocess on a fresh Dagster instance: times and peak RSS."""
     home = _new_instance_home()
@@ -132,7 +143,13 @@ def run_pipeline_process(database_url: str, business_date: dt.date) -> PipelineR
         with tempfile.TemporaryFile() as output:
             started = time.perf_counter()
             process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
-            _, status, usage = os.wait4(process.pid, 0)
+            peak_kb = 0
+            while True:  # VmHWM: the child's own high-water mark (ru_maxrss would include the parent's)
+                peak_kb = max(peak_kb, _vm_hwm_kb(process.pid))
+                pid, status, _ = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    break
+                time.sleep(_POLL_SECONDS)
             process_seconds = time.perf_counter() - started
             process.returncode = os.waitstatus_to_exitcode(status)
             if process.returncode != 0:
@@ -142,7 +159,7 @@ def run_pipeline_process(database_url: str, business_date: dt.date) -> PipelineR
         steps, ranges, runs_seconds = _step_and_run_times(home)
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    return PipelineRun(steps, ranges, runs_seconds, process_seconds, usage.ru_maxrss / 1024)
+    return PipelineRun(steps, ranges, runs_seconds, process_seconds, peak_kb / 1024)
 
 
 def _aggregate_through_dagster(first: dt.date, last: dt.date) -> None:
