@@ -194,12 +194,3 @@ def read_rankings(
 def count_rows(connection: Connection, table: sa.Table, date_column: str, day: dt.date) -> int:
     statement = sa.select(sa.func.count()).select_from(table).where(table.c[date_column] == day)
     return connection.execute(statement).scalar_one()
-
-
-_AGGREGATED_DAYS = sa.text(
-    "SELECT DISTINCT agg_date FROM daily_order_aggregates WHERE agg_date BETWEEN :first_day AND :last_day"
-)
-
-
-def days_with_aggregates(connection: Connection, first_day: dt.date, last_day: dt.date) -> set[dt.date]:
-    return set(connection.execute(_AGGREGATED_DAYS, {"first_day": first_day, "last_day": last_day}).scalars())
