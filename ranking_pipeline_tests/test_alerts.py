@@ -16,6 +16,7 @@ from ranking_pipeline.batch_runner import batch_001_run_tags
 from ranking_pipeline.constants import BATCH_001_JOB, FAILURE_ALERTED_TAG, LONG_RUN_WARNED_TAG
 from ranking_pipeline.definitions import defs
 from ranking_pipeline.defs.alerts import alert_on_run_failure, notify_on_batch_success, warn_on_long_batch_run
+from ranking_pipeline.lib.dates import yesterday_jst
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.fakes import fake_slack, fake_smtp, slack_messages
 from ranking_pipeline_tests.helpers import rankings_rows, run_date
@@ -209,3 +210,24 @@ def test_an_smtp_server_refusing_mail_is_logged_and_slack_still_alerts(
     assert "550" in caplog.text
     [message] = slack_messages(slack)
     assert "IncompleteWindowError" in message["text"]
+
+
+def test_a_failed_ui_materialization_without_a_date_tag_alerts_with_the_default_date(
+    engine, instance, slack, no_retry_delay
+):
+    seed(engine, 200, end_date=D)  # nothing scored yet: rankings alone refuses to run
+    cursor = tick(alert_on_run_failure, instance, None)
+    definitions = defs()
+
+    ui_job = definitions.resolve_implicit_job_def_def_for_assets([dg.AssetKey("rankings")])  # __ASSET_JOB
+    result = ui_job.execute_in_process(
+        instance=instance, asset_selection=[dg.AssetKey("rankings")], raise_on_error=False
+    )
+    assert not result.success
+    tick(alert_on_run_failure, instance, cursor)
+
+    [message] = slack_messages(slack)
+    record = instance.get_run_record_by_id(result.run_id)
+    expected = yesterday_jst(record.create_timestamp)
+    assert f"(business date {expected} (untagged: last complete JST day))" in message["text"]
+    assert "StaleScoresError: cannot rank" in message["text"]

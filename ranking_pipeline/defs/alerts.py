@@ -60,7 +60,7 @@ def _deliver(context, channel: str, run_id: str, configured: bool, send: Callabl
     return "sent"
 
 
-def _business_date(run: dg.DagsterRun, create_timestamp: float | None) -> tuple[str, dt.date | None]:
+def _business_date(run: dg.DagsterRun, created_at: dt.datetime | None) -> tuple[str, dt.date | None]:
     """(text for people, date or None): the run's tag, else what the run computes by default."""
     tagged = run.tags.get(BUSINESS_DATE_TAG)
     if tagged:
@@ -70,7 +70,7 @@ def _business_date(run: dg.DagsterRun, create_timestamp: float | None) -> tuple[
         return f"aggregation days {days}", None
     if run.tags.get("dagster/partition"):
         return f"partition {run.tags['dagster/partition']}", None
-    day = yesterday_jst(dt.datetime.fromtimestamp(create_timestamp or get_current_timestamp(), tz=dt.UTC))
+    day = yesterday_jst(created_at or dt.datetime.now(tz=dt.UTC))
     return f"{day} (untagged: last complete JST day)", day
 
 
@@ -226,7 +226,7 @@ def warn_on_long_batch_run(
         facts = m.LongRunFacts(
             job_name=run.job_name,
             run_id=run_id,
-            business_date=_business_date(run, started[run_id])[0],
+            business_date=_business_date(run, dt.datetime.fromtimestamp(started[run_id], tz=dt.UTC))[0],
             run_url=dagster_ui.run_url(run_id),
             running_seconds=now - started[run_id],
             threshold_seconds=LONG_RUN_WARNING_SECONDS,
