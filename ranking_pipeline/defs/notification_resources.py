@@ -15,6 +15,7 @@ from slack_sdk.web.client import WebClient
 
 from ranking_pipeline.lib.notify import settings as s
 from ranking_pipeline.lib.notify.senders import post_pagerduty_event, send_mail
+from ranking_pipeline.lib.settings import setting
 
 
 class NotConfiguredError(RuntimeError):
@@ -33,17 +34,17 @@ class BatchSlackResource(SlackResource):
     )
 
     def is_configured(self) -> bool:
-        return s.setting(self.token, s.SLACK_BOT_TOKEN_ENV) is not None
+        return setting(self.token, s.SLACK_BOT_TOKEN_ENV) is not None
 
     def get_client(self) -> WebClient:
-        token = s.setting(self.token, s.SLACK_BOT_TOKEN_ENV)
+        token = setting(self.token, s.SLACK_BOT_TOKEN_ENV)
         if token is None:
             raise NotConfiguredError(f"Slack not configured: {s.SLACK_BOT_TOKEN_ENV} is not set")
-        base_url = s.setting(self.base_url, s.SLACK_API_URL_ENV, s.DEFAULT_SLACK_API_URL)
+        base_url = setting(self.base_url, s.SLACK_API_URL_ENV, s.DEFAULT_SLACK_API_URL)
         return WebClient(token=token, base_url=base_url.rstrip("/") + "/", timeout=10)
 
     def post(self, text: str) -> None:
-        channel = s.setting(self.channel, s.SLACK_CHANNEL_ENV, s.DEFAULT_SLACK_CHANNEL)
+        channel = setting(self.channel, s.SLACK_CHANNEL_ENV, s.DEFAULT_SLACK_CHANNEL)
         self.get_client().chat_postMessage(channel=channel, text=text, unfurl_links=False, mrkdwn=True)
 
 
@@ -56,13 +57,13 @@ class PagerDutyEvents(dg.ConfigurableResource):
     )
 
     def routing_key_or_none(self) -> str | None:
-        return s.setting(self.routing_key, s.PAGERDUTY_ROUTING_KEY_ENV)
+        return setting(self.routing_key, s.PAGERDUTY_ROUTING_KEY_ENV)
 
     def is_configured(self) -> bool:
         return self.routing_key_or_none() is not None
 
     def trigger(self, event: dict) -> str:
-        url = s.setting(self.events_url, s.PAGERDUTY_EVENTS_URL_ENV, s.DEFAULT_PAGERDUTY_EVENTS_URL)
+        url = setting(self.events_url, s.PAGERDUTY_EVENTS_URL_ENV, s.DEFAULT_PAGERDUTY_EVENTS_URL)
         return post_pagerduty_event(url, event)
 
 
@@ -84,18 +85,18 @@ class AlertMailer(dg.ConfigurableResource):
     )
 
     def _recipients(self) -> list[str]:
-        value = s.setting(self.recipients, s.MAIL_TO_ENV) or ""
+        value = setting(self.recipients, s.MAIL_TO_ENV) or ""
         return [address.strip() for address in value.split(",") if address.strip()]
 
     def is_configured(self) -> bool:
-        return s.setting(self.host, s.SMTP_HOST_ENV) is not None and bool(self._recipients())
+        return setting(self.host, s.SMTP_HOST_ENV) is not None and bool(self._recipients())
 
     def send(self, subject: str, body: str) -> None:
-        host = s.setting(self.host, s.SMTP_HOST_ENV)
+        host = setting(self.host, s.SMTP_HOST_ENV)
         if host is None or not self._recipients():
             raise NotConfiguredError(f"mail not configured: set {s.SMTP_HOST_ENV} and {s.MAIL_TO_ENV}")
-        port = self.port or int(s.setting(None, s.SMTP_PORT_ENV, str(s.DEFAULT_SMTP_PORT)))
-        tls = s.setting(self.tls, s.SMTP_TLS_ENV, s.DEFAULT_SMTP_TLS).lower()
+        port = self.port or int(setting(None, s.SMTP_PORT_ENV, str(s.DEFAULT_SMTP_PORT)))
+        tls = setting(self.tls, s.SMTP_TLS_ENV, s.DEFAULT_SMTP_TLS).lower()
         if tls not in s.SMTP_TLS_MODES:
             raise NotConfiguredError(
                 f"{s.SMTP_TLS_ENV}={tls!r}: expected one of {', '.join(s.SMTP_TLS_MODES)}"
@@ -104,9 +105,9 @@ class AlertMailer(dg.ConfigurableResource):
             host=host,
             port=port,
             tls=tls,
-            user=s.setting(self.user, s.SMTP_USER_ENV),
-            password=s.setting(self.password, s.SMTP_PASSWORD_ENV),
-            sender=s.setting(self.sender, s.MAIL_FROM_ENV, s.DEFAULT_MAIL_FROM),
+            user=setting(self.user, s.SMTP_USER_ENV),
+            password=setting(self.password, s.SMTP_PASSWORD_ENV),
+            sender=setting(self.sender, s.MAIL_FROM_ENV, s.DEFAULT_MAIL_FROM),
             recipients=self._recipients(),
             subject=subject,
             body=body,
@@ -121,7 +122,7 @@ class DagsterUi(dg.ConfigurableResource):
     )
 
     def run_url(self, run_id: str) -> str:
-        base = s.setting(self.base_url, s.DAGSTER_UI_URL_ENV, s.DEFAULT_DAGSTER_UI_URL)
+        base = setting(self.base_url, s.DAGSTER_UI_URL_ENV, s.DEFAULT_DAGSTER_UI_URL)
         return f"{base.rstrip('/')}/runs/{run_id}"
 
 

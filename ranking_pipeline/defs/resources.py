@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import dagster as dg
 from sqlalchemy.engine import Engine
@@ -19,6 +18,7 @@ from ranking_pipeline.lib.db import check_reachable, get_engine
 from ranking_pipeline.lib.gate import DEFAULT_GIVE_UP_AT_JST, parse_time_of_day
 from ranking_pipeline.lib.lock import DEFAULT_TTL_SECONDS, BatchLock, make_batch_lock
 from ranking_pipeline.lib.schema import ensure_output_tables, validate_input_tables
+from ranking_pipeline.lib.settings import setting
 
 GIVE_UP_AT_ENV = "RANKING_GATE_GIVE_UP_AT_JST"
 
@@ -74,7 +74,7 @@ class RankingCache(dg.ConfigurableResource):
     key_pattern: str | None = None
 
     def pattern(self) -> str:
-        return self.key_pattern or os.environ.get(CACHE_KEY_PATTERN_ENV) or DEFAULT_CACHE_KEY_PATTERN
+        return setting(self.key_pattern, CACHE_KEY_PATTERN_ENV, DEFAULT_CACHE_KEY_PATTERN)
 
     def clear(self) -> int | None:
         """Delete the matching keys; None when no Redis is configured."""
@@ -95,7 +95,7 @@ class BatchGate(dg.ConfigurableResource):
     give_up_at_jst: str | None = None
 
     def give_up_at(self) -> dt.time:
-        configured = self.give_up_at_jst or os.environ.get(GIVE_UP_AT_ENV)
+        configured = setting(self.give_up_at_jst, GIVE_UP_AT_ENV)
         return parse_time_of_day(configured, source=GIVE_UP_AT_ENV) if configured else DEFAULT_GIVE_UP_AT_JST
 
 

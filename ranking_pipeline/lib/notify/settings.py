@@ -1,13 +1,7 @@
-"""Notification settings: an explicit value, else an environment variable read when used, else a default.
-
-Read at use time, never at import: the definitions are the same everywhere, and a missing secret makes a
-sensor log and skip that channel instead of failing every tick (a ``dg.EnvVar`` that is unset fails the
-whole evaluation before the sensor's code runs).
+"""Notification settings: their environment variables and defaults, resolved when used with
+``lib.settings.setting`` (a missing secret makes a sensor log and skip that channel instead of failing
+every tick).
 """
-
-from __future__ import annotations
-
-import os
 
 SLACK_BOT_TOKEN_ENV = "SLACK_BOT_TOKEN"
 SLACK_API_URL_ENV = "RANKING_SLACK_API_URL"
@@ -33,11 +27,3 @@ DEFAULT_MAIL_FROM = "ranking-pipeline@localhost"
 
 DAGSTER_UI_URL_ENV = "RANKING_DAGSTER_UI_URL"
 DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"
-
-
-def setting(value: str | None, env_name: str, default: str | None = None) -> str | None:
-    """``value`` if given, else the environment variable ``env_name`` if set and not blank, else default."""
-    if value not in (None, ""):
-        return value
-    from_env = os.environ.get(env_name, "").strip()
-    return from_env or default
