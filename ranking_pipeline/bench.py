@@ -46,7 +46,6 @@ from ranking_pipeline.lib.db import (
 from ranking_pipeline.lib.seed import seed
 
 BENCH_DATE = dt.date(2026, 11, 27)
-BUDGET_MS_PER_RECORD = 100.0
 _DATABASE_NAME = re.compile(r"^rp_bench_[0-9a-f]{12}$")
 _PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 _RANGE_LINE = re.compile(r"user_scores \S+ (users_\S+): ([\d,]+) users scored in ([\d.]+) s")
