@@ -33,19 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
+import yaml
 
 from ranking_pipeline.lib import baseline
-from ranking_pipeline.lib.db import (
-    DATABASE_URL_ENV,
-    describe_url,
-    dispose_engines,
-    get_engine,
-    normalize_url,
-    resolve_database_url,
-)
+from ranking_pipeline.lib.db import describe_url, dispose_engines, get_engine, normalize_url
 from ranking_pipeline.lib.seed import seed
 
 BENCH_DATE = dt.date(2026, 11, 27)
+DATABASE_URL_ENV = "RANKING_DATABASE_URL"
 _DATABASE_NAME = re.compile(r"^rp_bench_[0-9a-f]{12}$")
 _PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 _RANGE_LINE = re.compile(r"user_scores \S+ (users_\S+): ([\d,]+) users scored in ([\d.]+) s")
@@ -94,8 +89,10 @@ def _env_without(names: tuple[str, ...], **extra: str) -> dict[str, str]:
 
 def _new_instance_home() -> str:
     home = tempfile.mkdtemp(prefix="ranking-bench-dagster-")
-    if _PROJECT_DAGSTER_YAML.exists():
-        shutil.copy(_PROJECT_DAGSTER_YAML, Path(home) / "dagster.yaml")
+    if _PROJECT_DAGSTER_YAML.exists():  # the project's settings, with storage in this temporary home
+        settings = yaml.safe_load(_PROJECT_DAGSTER_YAML.read_text())
+        settings.pop("storage", None)
+        (Path(home) / "dagster.yaml").write_text(yaml.safe_dump(settings))
     else:
         (Path(home) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return home
@@ -238,8 +235,15 @@ def _run_case(
     return CaseResult(results["baseline"], results["pipeline"], differences, ranked)
 
 
+def _server_url():
+    """The server of the project's database (RANKING_DATABASE_URL, or the embedded one)."""
+    from ranking_pipeline.defs.resources import project_resources
+
+    return project_resources()["database"].process_config_and_initialize().engine().url
+
+
 def _create_database() -> tuple[str, str]:
-    server = resolve_database_url()
+    server = _server_url()
     name = f"rp_bench_{secrets.token_hex(6)}"
     if not _DATABASE_NAME.match(name):  # the only identifier interpolated into SQL
         raise ValueError(f"unexpected database name {name!r}")

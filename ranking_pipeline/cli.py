@@ -1,28 +1,22 @@
-"""`ranking-pipeline`: seed sample data and run the nightly batch from a shell.
+"""`ranking-pipeline`: seed sample data, run the nightly batch, look after its locks, start the UI.
 
-Every failure a person can cause (a bad date, an unreachable database, missing tables or columns, a failed
-run) ends with one line on stderr naming what is wrong and how to fix it, and a non-zero exit.
+Every mistake a person can make (a bad date or argument, a wrong setting, an unreachable database, input that
+breaks the data contract, a failed run) ends with one line on stderr naming what is wrong and what to do, and a
+non-zero exit: 2 when nothing was run or written, 1 when a run failed.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import os
 import sys
-import tempfile
-from collections.abc import Iterator
 
-from ranking_pipeline.lib.dates import InvalidBusinessDateError, parse_business_date, yesterday_jst
-from ranking_pipeline.lib.db import (
-    DatabaseConfigError,
-    DatabaseUnreachableError,
-    check_reachable,
-    describe_database,
-    get_engine,
+from ranking_pipeline.lib.business_date import (
+    BusinessDateError,
+    check_business_date,
+    last_complete_day,
+    parse_date,
 )
-from ranking_pipeline.lib.schema import InputSchemaError
 
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -30,21 +24,31 @@ EXIT_BAD_INPUT = 2
 
 def _date_argument(text: str) -> dt.date:
     try:
-        return parse_business_date(text, source="date")
-    except InvalidBusinessDateError as error:
+        return parse_date(text, source="date")
+    except BusinessDateError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Every mistake on the command line is one line on stderr (and exit 2), not usage plus an error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"ranking-pipeline: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ranking-pipeline", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _OneLineParser(prog="ranking-pipeline", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
     seed = commands.add_parser(
         "seed", help="replace users and orders with a deterministic synthetic data set"
@@ -61,7 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--date", type=_date_argument, help="business date D (default: yesterday JST)")
     run.add_argument("--verbose", action="store_true", help="show Dagster's run log on stderr")
     run.add_argument(
-        "--force", action="store_true", help="recompute every user-ID range, even those already done for D"
+        "--force",
+        action="store_true",
+        help="recompute from orders: re-aggregate every day of W(D) and score every user-ID range again",
+    )
+
+    lock = commands.add_parser("lock", help="show or release the batch locks (batch:lock:BATCH-000/001)")
+    lock_commands = lock.add_subparsers(dest="lock_command", required=True, parser_class=_OneLineParser)
+    lock_commands.add_parser(
+        "status", help="who holds each lock, until when, and whether their run has ended"
+    )
+    release = lock_commands.add_parser(
+        "release", help="release a lock whose holder is gone (its run ended); --force: whoever holds it"
+    )
+    release.add_argument("--process", choices=("BATCH-001", "BATCH-000"), default="BATCH-001")
+    release.add_argument("--force", action="store_true", help="release even a live holder's lock")
+
+    commands.add_parser(
+        "dev",
+        help="`dagster dev` on this project (stops on Ctrl-C and SIGTERM, with the embedded server it started)",
     )
 
     bench = commands.add_parser(
@@ -74,31 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextlib.contextmanager
-def dagster_instance() -> Iterator:
-    """DAGSTER_HOME's instance if set (runs then show in its UI), a temporary one otherwise."""
-    import dagster as dg
+def _database():
+    """The project's database resource, configured from the environment as the code location is."""
+    from ranking_pipeline.defs.resources import project_resources
 
-    if os.environ.get("DAGSTER_HOME"):
-        with dg.DagsterInstance.get() as instance:
-            yield instance
-        return
-    with (
-        tempfile.TemporaryDirectory(prefix="ranking-pipeline-dagster-") as home,
-        dg.DagsterInstance.local_temp(home, overrides={"telemetry": {"enabled": False}}) as instance,
-    ):
-        yield instance
+    return project_resources()["database"].process_config_and_initialize()
 
 
 def _seed(args: argparse.Namespace) -> int:
+    from ranking_pipeline.lib.db import check_reachable
     from ranking_pipeline.lib.seed import seed
 
-    engine = get_engine()
-    check_reachable(engine)
-    end_date = args.end_date or yesterday_jst()
+    database = _database()
+    engine = database.engine()
+    check_reachable(engine, database.describe())
+    end_date = args.end_date or last_complete_day()
     summary = seed(engine, args.users, end_date=end_date, random_seed=args.seed)
     print(
-        f"seeded {describe_database()}: {summary.users:,} users, {summary.orders:,} orders "
+        f"seeded {database.describe()}: {summary.users:,} users, {summary.orders:,} orders "
         f"from {summary.first_day} to {summary.last_day} (JST), seed {args.seed}"
     )
     return 0
@@ -107,10 +122,12 @@ def _seed(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ranking_pipeline.batch_runner import run_batch
     from ranking_pipeline.definitions import defs
+    from ranking_pipeline.local_runs import project_instance
 
-    business_date = args.date or yesterday_jst()
-    with dagster_instance() as instance:
-        summary = run_batch(defs(), instance, business_date, quiet=not args.verbose, force=args.force)
+    business_date = check_business_date(args.date or last_complete_day(), source="--date")
+    definitions = defs()
+    with project_instance() as (instance, where):
+        summary = run_batch(definitions, instance, business_date, quiet=not args.verbose, force=args.force)
     days = summary.aggregated_days
     print(f"BATCH-001 for business date {business_date}: succeeded in {summary.seconds:.1f} s")
     print(
@@ -118,12 +135,29 @@ def _run(args: argparse.Namespace) -> int:
         + (f" ({days[0]} .. {days[-1]})" if days else " (the window was complete)")
     )
     print(f"  users scored: {summary.scored_users:,}   users ranked: {summary.ranked_users:,}")
-    print(f"  runs: {', '.join(summary.run_ids)}")
+    print(f"  runs: {', '.join(summary.run_ids)}, recorded in {where}")
     print("  top 10:")
     print(f"  {'rank':>5}  {'user_id':>10}  {'score':>14}  {'orders':>6}")
     for user in summary.top:
         print(f"  {user.rank:>5}  {user.user_id:>10}  {user.score:>14}  {user.order_count:>6}")
     return 0
+
+
+def _lock(args: argparse.Namespace) -> int:
+    from ranking_pipeline.lock_admin import lock_status, release_lock
+
+    if args.lock_command == "status":
+        for line in lock_status():
+            print(line)
+        return 0
+    print(release_lock(args.process, force=args.force))
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from ranking_pipeline.dev import run_dagster_dev
+
+    return run_dagster_dev()
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -135,16 +169,24 @@ def _bench(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from ranking_pipeline.batch_runner import BatchRunFailed
+    from ranking_pipeline.lib.contract import InputContractError
+    from ranking_pipeline.lib.db import DatabaseConfigError, DatabaseUnreachableError
+    from ranking_pipeline.lib.schema import InputSchemaError
+    from ranking_pipeline.lib.settings import SettingsError
+    from ranking_pipeline.lock_admin import LockAdminError
 
     args = build_parser().parse_args(argv)
-    handlers = {"seed": _seed, "run": _run, "bench": _bench}
+    handlers = {"seed": _seed, "run": _run, "lock": _lock, "dev": _dev, "bench": _bench}
     try:
         return handlers[args.command](args)
     except (
+        BusinessDateError,
         DatabaseConfigError,
         DatabaseUnreachableError,
+        InputContractError,
         InputSchemaError,
-        InvalidBusinessDateError,
+        LockAdminError,
+        SettingsError,
     ) as error:
         print(f"ranking-pipeline: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

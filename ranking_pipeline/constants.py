@@ -1,11 +1,15 @@
 """Names shared by the definitions, the CLI, the docs and other teams' jobs (BATCH-003 joins these)."""
 
-# Run tag: the business date D (YYYY-MM-DD) a run computes. Absent: the last complete JST day at the time
-# the run was created.
+# Run tag naming the business date D (YYYY-MM-DD) of a batch run. The partitions of a run decide what it
+# computes; a run carrying this tag must agree with them (a disagreeing or invalid tag fails the run at once).
 BUSINESS_DATE_TAG = "ranking/business_date"
 
+# Run tag shared by the two runs of one BATCH-001 batch (the scoring run and the ranking run).
+BATCH_ID_TAG = "ranking/batch_id"
+
 # Run tag that every job writing the rankings table carries (BATCH-001 and BATCH-003), whatever its value;
-# dagster.yaml limits runs carrying it to 1 at a time, so one waits QUEUED while the other runs.
+# dagster.yaml limits runs carrying it to 1 at a time, so one waits QUEUED while the other runs. It also
+# queues the ranking run of a batch behind its scoring run.
 RANKINGS_WRITER_TAG = "ranking/rankings_writer"
 
 # Concurrency pool of every op/asset that writes the rankings table, limit 1. Unlike the run tag it also
@@ -13,17 +17,32 @@ RANKINGS_WRITER_TAG = "ranking/rankings_writer"
 RANKINGS_WRITER_POOL = "rankings_writers"
 RANKINGS_WRITER_POOL_LIMIT = 1
 
-# Run tag asking a batch run to recompute every user-ID range even when a completed, up-to-date result
-# exists for the date (normally a batch run resumes and skips those).
+# Job tag of the batch jobs: their runs resume (skip user-ID ranges already computed for D from the same
+# aggregates). A UI materialization of user_scores recomputes what it selected.
+RESUME_TAG = "ranking/resume"
+
+# Run tag asking for a full recompute: the aggregates of W(D) are re-read from orders and every user-ID range
+# is scored again, even when a completed, up-to-date result exists.
 FORCE_RECOMPUTE_TAG = "ranking/force_recompute"
 
-BATCH_001_JOB = "batch_001_job"
 BATCH_000_JOB = "batch_000_job"
+BATCH_001_SCORES_JOB = "batch_001_scores_job"
+BATCH_001_RANKINGS_JOB = "batch_001_rankings_job"
+BATCH_001_JOBS = (BATCH_001_SCORES_JOB, BATCH_001_RANKINGS_JOB)
+
+# The batch's time limits (design 1 and 6.1), counted from the start of its scoring run.
+BATCH_MAX_RUNTIME_SECONDS = 30 * 60
+LONG_RUN_WARNING_SECONDS = 15 * 60
+MAX_RUNTIME_TAG = "dagster/max_runtime"
 
 OWNERS = ["team:data-platform"]
 ASSET_GROUP = "ranking"
 
-# Asset checks on rankings.
+# Asset checks on the input tables (the data contract), blocking what reads them in the same run.
+ORDERS_CONTRACT_CHECK = "orders_meet_the_contract"
+USERS_CONTRACT_CHECK = "users_meet_the_contract"
+
+# Asset checks on rankings (per business date).
 RANKINGS_INTEGRITY_CHECK = "rankings_integrity"
 RANKINGS_ROW_COUNT_ANOMALY_CHECK = "rankings_row_count_anomaly"
 
@@ -35,7 +54,7 @@ BATCH_001_PROCESS_ID = "BATCH-001"
 # (even if Dagster records a second failure event for it, or the sensor's cursor is reset).
 FAILURE_ALERTED_TAG = "ranking/failure_alerted"
 LONG_RUN_WARNED_TAG = "ranking/long_run_warned"
-LONG_RUN_WARNING_SECONDS = 15 * 60  # design 6.1: a run over 15 minutes warns
 
-# Run tag on runs that automation (the schedule or the gate sensor) started: at most one per business date.
+# Run tag on runs that automation (the gate sensor, the BATCH-000 schedule) started: at most one batch per
+# business date.
 LAUNCHED_BY_TAG = "ranking/launched_by"

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 import yaml
 
 from ranking_pipeline.lib import db
+from ranking_pipeline.lib.embedded_pg import embedded_database_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -52,11 +53,10 @@ def postgres_server_url(tmp_path_factory) -> str:
     if IN_CI:
         pytest.fail(f"CI=true but PostgreSQL at {POSTGRES_URL} does not answer: {problem}", pytrace=False)
     pgdata = tmp_path_factory.mktemp("embedded-pg")
-    os.environ.setdefault(db.EMBEDDED_PGDATA_ENV, str(pgdata))
     _notes.append(
         f"PostgreSQL at {POSTGRES_URL} does not answer ({problem}): used the embedded server in {pgdata}"
     )
-    return db.embedded_database_url().render_as_string(hide_password=False)
+    return embedded_database_url(pgdata).render_as_string(hide_password=False)
 
 
 def create_database(server_url: str) -> str:
@@ -78,10 +78,9 @@ def drop_database(server_url: str, url: str) -> None:
 
 
 @pytest.fixture
-def database_url(postgres_server_url, monkeypatch) -> Iterator[str]:
-    """A fresh, empty database for one test, named by RANKING_DATABASE_URL while the test runs."""
+def database_url(postgres_server_url) -> Iterator[str]:
+    """A fresh, empty database for one test (handed to the resources, never through the environment)."""
     url = create_database(postgres_server_url)
-    monkeypatch.setenv(db.DATABASE_URL_ENV, url)
     yield url
     drop_database(postgres_server_url, url)
 
@@ -91,8 +90,19 @@ def engine(database_url) -> sa.Engine:
     return db.get_engine(database_url)
 
 
+@pytest.fixture
+def definitions(database_url) -> dg.Definitions:
+    """The project's definitions with their database resource pointed at this test's database."""
+    from ranking_pipeline_tests.helpers import project_defs
+
+    return project_defs(database_url)
+
+
 def project_instance_settings() -> dict:
-    return yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    """The project's dagster.yaml without its local storage (each test gets temporary storage)."""
+    settings = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    settings.pop("storage", None)
+    return settings
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,8 +23,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ranking_pipeline.constants import BATCH_000_JOB, BATCH_001_JOB
+from ranking_pipeline.constants import BATCH_000_JOB
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCATION_NAME = "ranking_pipeline"
 REPOSITORY_NAME = "__repository__"
 DAGSTER_BIN = Path(sys.executable).with_name("dagster")
@@ -216,6 +218,21 @@ def dagster_dev(
         _stop(process)
 
 
+def copy_project(destination: Path) -> Path:
+    """A copy of the project's code and settings (no local state): `dagster dev` started there keeps its
+    storage, and the embedded database by default, inside the copy."""
+    destination.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(
+        PROJECT_ROOT / "ranking_pipeline",
+        destination / "ranking_pipeline",
+        ignore=shutil.ignore_patterns("__pycache__"),
+        dirs_exist_ok=True,
+    )
+    for name in ("pyproject.toml", "setup.cfg", "workspace.yaml", "dagster.yaml", "README.md"):
+        shutil.copy(PROJECT_ROOT / name, destination / name)
+    return destination
+
+
 def batch_000_tags(first_day: str, last_day: str) -> dict[str, str]:
     """Tags of a BATCH-000 run aggregating the JST days first_day .. last_day in one run."""
     return {
@@ -224,4 +241,4 @@ def batch_000_tags(first_day: str, last_day: str) -> dict[str, str]:
     }
 
 
-__all__ = ["BATCH_000_JOB", "BATCH_001_JOB", "DagsterDev", "batch_000_tags", "dagster_dev", "free_port"]
+__all__ = ["BATCH_000_JOB", "DagsterDev", "batch_000_tags", "copy_project", "dagster_dev", "free_port"]

@@ -4,6 +4,7 @@ sends real requests to them; they record what arrived, and can be told to fail."
 
 from __future__ import annotations
 
+import email.policy
 import json
 import socket
 import threading
@@ -126,7 +127,11 @@ class _MailHandler:
 
     async def handle_DATA(self, server, session, envelope):
         self.received.append(
-            ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message_from_bytes(envelope.content))
+            ReceivedMail(
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                message_from_bytes(envelope.content, policy=email.policy.default),
+            )
         )
         return "250 Message accepted for delivery"
 
@@ -159,3 +164,24 @@ def fake_smtp(refuse: bool = False) -> Iterator[SmtpServer]:
         yield SmtpServer("127.0.0.1", port, handler)
     finally:
         controller.stop()
+
+
+SLACK_TOKEN = "xoxb-test-token-not-a-secret"
+
+
+def slack_resource(server: RecordingHttpServer, token: str = SLACK_TOKEN):
+    from ranking_pipeline.defs.notification_resources import BatchSlackResource
+
+    return BatchSlackResource(token=token, base_url=f"{server.url}/api/")
+
+
+def mail_resource(server: SmtpServer, recipients: str = "oncall@example.test"):
+    from ranking_pipeline.defs.notification_resources import AlertMailer
+
+    return AlertMailer(host=server.host, port=server.port, tls="none", recipients=recipients)
+
+
+def pagerduty_resource(server: RecordingHttpServer, routing_key: str):
+    from ranking_pipeline.defs.notification_resources import PagerDutyEvents
+
+    return PagerDutyEvents(routing_key=routing_key, events_url=f"{server.url}/v2/enqueue")

@@ -1,17 +1,51 @@
-"""Small builders for hand-made input data and for reading results back."""
+"""Small builders: the project's definitions on a test's database, hand-made input data, results read back."""
 
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from decimal import Decimal
 
 import dagster as dg
 import sqlalchemy as sa
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from ranking_pipeline.batch_runner import BatchSummary, run_batch
+from ranking_pipeline.constants import BATCH_001_RANKINGS_JOB, BATCH_001_SCORES_JOB
 from ranking_pipeline.definitions import defs
-from ranking_pipeline.lib.dates import JST
+from ranking_pipeline.defs.resources import BatchLockResource, RankingCache, RankingDatabase, RankingRedis
+from ranking_pipeline.lib.business_date import JST
+from ranking_pipeline.lib.cache import DEFAULT_CACHE_KEY_PATTERN
 from ranking_pipeline.lib.seed import create_input_tables
+from ranking_pipeline.local_runs import DEFINITIONS_MODULE, LOCATION_NAME, REPOSITORY_NAME
+
+
+def project_defs(
+    database_url: str,
+    *,
+    redis_url: str | None = None,
+    cache_key_pattern: str = DEFAULT_CACHE_KEY_PATTERN,
+    **resources: dg.ConfigurableResource,
+) -> dg.Definitions:
+    """The project's definitions, their resources set for a test (database, Redis, anything else given)."""
+    project = defs()
+    redis = RankingRedis(url=redis_url)
+    overrides = {
+        "database": RankingDatabase(url=database_url),
+        "redis": redis,
+        "batch_lock": BatchLockResource(redis=redis),
+        "ranking_cache": RankingCache(redis=redis, key_pattern=cache_key_pattern),
+        **resources,
+    }
+    return dg.Definitions(
+        assets=project.assets,
+        asset_checks=project.asset_checks,
+        jobs=project.jobs,
+        schedules=project.schedules,
+        sensors=project.sensors,
+        resources={**project.resources, **overrides},
+    )
 
 
 def jst(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0):
@@ -39,14 +73,32 @@ def load_inputs(engine: sa.Engine, users: list[tuple[int, str]], orders: list[tu
             )
 
 
-def run_date(instance: dg.DagsterInstance, business_date: dt.date, *, force: bool = False) -> BatchSummary:
-    return run_batch(defs(), instance, business_date, force=force)
+def run_date(
+    definitions: dg.Definitions, instance: dg.DagsterInstance, business_date: dt.date, *, force: bool = False
+) -> BatchSummary:
+    """What `ranking-pipeline run --date D` does: missing aggregates, then the batch's two runs."""
+    return run_batch(definitions, instance, business_date, force=force)
 
 
-def latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict:
-    """The metadata of the asset's newest materialization, as plain values."""
-    record = instance.fetch_materializations(dg.AssetKey(asset), limit=1).records[0]
-    return {key: value.value for key, value in record.asset_materialization.metadata.items()}
+def batch_runs(instance: dg.DagsterInstance, job_name: str = BATCH_001_SCORES_JOB) -> list[dg.DagsterRun]:
+    """The runs of one of the batch jobs, newest first."""
+    return list(instance.get_runs(dg.RunsFilter(job_name=job_name)))
+
+
+def ranking_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    return batch_runs(instance, BATCH_001_RANKINGS_JOB)
+
+
+def materializations(instance: dg.DagsterInstance, asset: str, run_id: str | None = None) -> dict[str, dict]:
+    """partition -> metadata (plain values) of the asset's materializations (in one run when given)."""
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=10_000).records
+    found: dict[str, dict] = {}
+    for record in reversed(records):  # oldest first, so the newest wins
+        if run_id is not None and record.run_id != run_id:
+            continue
+        event = record.asset_materialization
+        found[event.partition] = {key: value.value for key, value in event.metadata.items()}
+    return found
 
 
 def run_log_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
@@ -71,3 +123,31 @@ def table_rows(engine: sa.Engine, table: str, order_by: str) -> list[tuple]:
     with engine.connect() as connection:
         statement = f"SELECT * FROM {table} ORDER BY {order_by}"  # noqa: S608 - names come from the test
         return [tuple(row) for row in connection.exec_driver_sql(statement)]
+
+
+def code_location_origin() -> InProcessCodeLocationOrigin:
+    """The code location ``ranking_pipeline``, as the daemon's sensors and the CLI's runs name it."""
+    target = LoadableTargetOrigin(executable_path=sys.executable, module_name=DEFINITIONS_MODULE)
+    return InProcessCodeLocationOrigin(target, location_name=LOCATION_NAME)
+
+
+def sensor_tick(
+    sensor: dg.SensorDefinition,
+    instance: dg.DagsterInstance,
+    definitions: dg.Definitions,
+    cursor: str | None = None,
+    **resources: dg.ConfigurableResource,
+) -> dg.SensorResult:
+    """One evaluation as the sensor daemon makes it: in the code location ``ranking_pipeline`` (so run-status
+    sensors see exactly that location's runs), with the project's resources and the stored cursor."""
+    with dg.SensorEvaluationContext(
+        instance_ref=None,
+        cursor=cursor,
+        repository_name=REPOSITORY_NAME,
+        repository_def=definitions.get_repository_def(),
+        instance=instance,
+        sensor_name=sensor.name,
+        resources={**definitions.resources, **resources},
+        code_location_origin=code_location_origin(),
+    ) as context:
+        return sensor.evaluate_tick(context)

@@ -28,10 +28,10 @@ INDEPENDENT_RANKING = sa.text(
 )
 
 
-def test_pipeline_rankings_equal_an_independent_sql_statement_on_50000_users(engine, instance):
+def test_pipeline_rankings_equal_an_independent_sql_statement_on_50000_users(engine, instance, definitions):
     seed(engine, 50_000, end_date=D, random_seed=7)
 
-    summary = run_date(instance, D)
+    summary = run_date(definitions, instance, D)
 
     with engine.connect() as connection:
         expected = [tuple(row) for row in connection.execute(INDEPENDENT_RANKING, {"d": D})]

@@ -8,7 +8,7 @@ from ranking_pipeline.constants import FAILURE_ALERTED_TAG
 from ranking_pipeline.lib.notify import messages as m
 
 FACTS = m.FailureFacts(
-    job_name="batch_001_job",
+    job_name="batch_001_rankings_job",
     run_id="0123456789abcdef",
     business_date="2026-01-10",
     run_url="http://ui/runs/0123456789abcdef",
@@ -18,13 +18,16 @@ FACTS = m.FailureFacts(
 
 
 def test_failures_alert_for_the_batch_jobs_and_ui_materializations_only_once_and_not_before_a_retry():
-    assert m.alerts_on_failure("batch_001_job", {}, FAILURE_ALERTED_TAG)
+    assert m.alerts_on_failure("batch_001_scores_job", {}, FAILURE_ALERTED_TAG)
+    assert m.alerts_on_failure("batch_001_rankings_job", {}, FAILURE_ALERTED_TAG)
     assert m.alerts_on_failure("batch_000_job", {}, FAILURE_ALERTED_TAG)
     assert m.alerts_on_failure("__ASSET_JOB", {}, FAILURE_ALERTED_TAG)
     assert not m.alerts_on_failure("someone_elses_job", {}, FAILURE_ALERTED_TAG)
-    assert not m.alerts_on_failure("batch_001_job", {"dagster/will_retry": "true"}, FAILURE_ALERTED_TAG)
-    assert m.alerts_on_failure("batch_001_job", {"dagster/will_retry": "false"}, FAILURE_ALERTED_TAG)
-    assert not m.alerts_on_failure("batch_001_job", {FAILURE_ALERTED_TAG: "true"}, FAILURE_ALERTED_TAG)
+    assert not m.alerts_on_failure(
+        "batch_001_scores_job", {"dagster/will_retry": "true"}, FAILURE_ALERTED_TAG
+    )
+    assert m.alerts_on_failure("batch_001_scores_job", {"dagster/will_retry": "false"}, FAILURE_ALERTED_TAG)
+    assert not m.alerts_on_failure("batch_001_scores_job", {FAILURE_ALERTED_TAG: "true"}, FAILURE_ALERTED_TAG)
 
 
 def test_only_a_timeout_pages_on_call():
@@ -40,13 +43,6 @@ def test_a_timeout_is_recognised_from_run_monitoring_messages():
     assert m.timeout_seconds(["Exceeded maximum runtime of 4 seconds."]) == 4
 
 
-def test_overdue_runs_are_warned_once_oldest_first():
-    started = {"a": 0.0, "b": 100.0, "c": 800.0}
-    assert m.overdue_runs(started, now=1000.0, threshold_seconds=900, already_warned=set()) == ["a"]
-    assert m.overdue_runs(started, now=1001.0, threshold_seconds=900, already_warned={"a"}) == ["b"]
-    assert m.overdue_runs(started, now=900.0, threshold_seconds=900, already_warned=set()) == []
-
-
 def test_error_lines_keep_the_first_lines_readable():
     lines = m.error_lines(["first\n\n  second", "x" * 400, "4\n5\n6\n7"])
     assert lines[:2] == ["first", "  second"]
@@ -56,7 +52,9 @@ def test_error_lines_keep_the_first_lines_readable():
 
 def test_the_failure_message_names_job_date_step_error_and_link():
     text = m.failure_slack_text(FACTS)
-    assert text.startswith(":rotating_light: *Critical: batch_001_job failed (business date 2026-01-10)*")
+    assert text.startswith(
+        ":rotating_light: *Critical: batch_001_rankings_job failed (business date 2026-01-10)*"
+    )
     assert "*Failed step:* rankings" in text
     assert "```\nLockTimeoutError: waited 10s for a lock\n```" in text
     assert text.endswith("<http://ui/runs/0123456789abcdef|Open run 01234567 in Dagster>")

@@ -1,7 +1,7 @@
-"""A hung BATCH-001 run is stopped by run monitoring and escalated: the real run launcher starts the run in
-its own process from the project's code location, the real monitoring iteration stops it when it exceeds a
-max runtime of a few seconds, and the failure sensor says it timed out, pages PagerDuty (local stand-in)
-and mails (local SMTP server)."""
+"""A hung BATCH-001 batch is stopped by run monitoring at the batch's 30 minutes and escalated: its scoring
+run started 29 min 56 s ago, so the real run launcher starts its ranking run (in its own process, from the
+project's code location) with 4 s left; the run hangs on a table lock, the real monitoring iteration stops it,
+and the failure sensor says it timed out, pages PagerDuty (local stand-in) and mails (local SMTP server)."""
 
 from __future__ import annotations
 
@@ -16,18 +16,31 @@ import time
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from dagster._core.events import DagsterEventType
-from dagster._core.test_utils import create_test_daemon_workspace_context, poll_for_finished_run
+from dagster._core.events import DagsterEvent, DagsterEventType
+from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time, poll_for_finished_run
 from dagster._core.workspace.load_target import ModuleTarget
 from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
 
-from ranking_pipeline.batch_runner import batch_001_run_tags
-from ranking_pipeline.constants import BATCH_001_JOB, FAILURE_ALERTED_TAG
-from ranking_pipeline.definitions import defs
-from ranking_pipeline.defs.alerts import alert_on_run_failure
+from ranking_pipeline.constants import (
+    BATCH_001_RANKINGS_JOB,
+    BATCH_001_SCORES_JOB,
+    BATCH_MAX_RUNTIME_SECONDS,
+    FAILURE_ALERTED_TAG,
+    MAX_RUNTIME_TAG,
+)
+from ranking_pipeline.defs.alerts.failure import alert_on_run_failure
+from ranking_pipeline.lib.business_date import batch_tags
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.conftest import PROJECT_ROOT
-from ranking_pipeline_tests.fakes import fake_pagerduty, fake_slack, fake_smtp, slack_messages
+from ranking_pipeline_tests.fakes import (
+    fake_pagerduty,
+    fake_slack,
+    fake_smtp,
+    mail_resource,
+    pagerduty_resource,
+    slack_messages,
+    slack_resource,
+)
 from ranking_pipeline_tests.helpers import run_date
 
 D = dt.date(2026, 1, 10)
@@ -36,16 +49,8 @@ ROUTING_KEY = "test-routing-key-0123456789abcdef"
 
 
 @pytest.fixture
-def alert_servers(monkeypatch):
+def alert_servers():
     with fake_slack() as slack, fake_pagerduty() as pagerduty, fake_smtp() as smtp:
-        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
-        monkeypatch.setenv("RANKING_SLACK_API_URL", f"{slack.url}/api/")
-        monkeypatch.setenv("PAGERDUTY_ROUTING_KEY", ROUTING_KEY)
-        monkeypatch.setenv("RANKING_PAGERDUTY_EVENTS_URL", f"{pagerduty.url}/v2/enqueue")
-        monkeypatch.setenv("RANKING_SMTP_HOST", smtp.host)
-        monkeypatch.setenv("RANKING_SMTP_PORT", str(smtp.port))
-        monkeypatch.setenv("RANKING_SMTP_TLS", "none")
-        monkeypatch.setenv("RANKING_ALERT_MAIL_TO", "oncall@example.test")
         yield slack, pagerduty, smtp
 
 
@@ -59,6 +64,19 @@ def _wait_for_step(instance: dg.DagsterInstance, run_id: str, step_key: str, tim
         assert not run.is_finished, f"run ended {run.status} before {step_key} started"
         time.sleep(0.2)
     raise AssertionError(f"{step_key} did not start within {timeout} s")
+
+
+def _wait_for_limit(instance: dg.DagsterInstance, run_id: str, timeout: float = 30) -> int:
+    """The run's max runtime once its step has cut it to what the batch has left."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        limit = int(instance.get_run_by_id(run_id).tags[MAX_RUNTIME_TAG])
+        if limit < BATCH_MAX_RUNTIME_SECONDS:
+            return limit
+        time.sleep(0.2)
+    raise AssertionError(
+        f"the run kept its own {BATCH_MAX_RUNTIME_SECONDS} s instead of the batch's time left"
+    )
 
 
 def _wait_for_step_failure(
@@ -83,10 +101,33 @@ def _stop_worker(instance: dg.DagsterInstance, run_id: str) -> None:
                 os.kill(int(found.group(1)), signal.SIGKILL)
 
 
-def test_a_hung_batch_run_is_stopped_by_run_monitoring_and_pages_on_call(engine, instance, alert_servers):
+def _started_scoring_run(
+    instance: dg.DagsterInstance, definitions: dg.Definitions, tags: dict
+) -> dg.DagsterRun:
+    """The batch's scoring run: it started 30 minutes minus MAX_RUNTIME_SECONDS ago and succeeded."""
+    job = definitions.resolve_job_def(BATCH_001_SCORES_JOB)
+    with freeze_time(time.time() - (BATCH_MAX_RUNTIME_SECONDS - MAX_RUNTIME_SECONDS)):
+        run = instance.create_run_for_job(job_def=job, tags={**job.tags, **tags})
+        instance.report_dagster_event(
+            DagsterEvent(event_type_value=DagsterEventType.RUN_START.value, job_name=job.name), run.run_id
+        )
+    instance.report_dagster_event(
+        DagsterEvent(event_type_value=DagsterEventType.RUN_SUCCESS.value, job_name=job.name), run.run_id
+    )
+    return run
+
+
+def test_a_hung_batch_is_stopped_at_its_30_minutes_by_run_monitoring_and_pages_on_call(
+    engine, database_url, instance, definitions, alert_servers, monkeypatch
+):
     slack, pagerduty, smtp = alert_servers
     seed(engine, 2000, end_date=D)
-    run_date(instance, D)  # aggregates and scores are in place; the re-run below only has to rank
+    run_date(definitions, instance, D)  # aggregates and scores are in place; the ranking run only has to rank
+    monkeypatch.setenv(
+        "RANKING_DATABASE_URL", database_url
+    )  # the code server reads its settings from the environment
+    tags = batch_tags(D, "batch-under-test")
+    _started_scoring_run(instance, definitions, tags)
 
     target = ModuleTarget(
         module_name="ranking_pipeline.definitions",
@@ -103,19 +144,21 @@ def test_a_hung_batch_run_is_stopped_by_run_monitoring_and_pages_on_call(engine,
             remote_job = (
                 workspace.get_code_location("ranking_pipeline")
                 .get_repository("__repository__")
-                .get_full_job(BATCH_001_JOB)
+                .get_full_job(BATCH_001_RANKINGS_JOB)
             )
-            job = defs().resolve_job_def(BATCH_001_JOB)
-            assert job.tags["dagster/max_runtime"] == "1800"  # the real limit; this run gets a short one
+            job = definitions.resolve_job_def(BATCH_001_RANKINGS_JOB)
+            assert job.tags[MAX_RUNTIME_TAG] == "1800"  # the real limit; the batch has little of it left
             run = instance.create_run_for_job(
                 job_def=job,
                 remote_job_origin=remote_job.get_remote_origin(),
                 job_code_origin=remote_job.get_python_origin(),
-                tags={**job.tags, **batch_001_run_tags(D), "dagster/max_runtime": str(MAX_RUNTIME_SECONDS)},
+                tags={**job.tags, **tags, "dagster/partition": D.isoformat()},
             )
             instance.launch_run(run.run_id, workspace)
             _wait_for_step(instance, run.run_id, "rankings")
-            time.sleep(MAX_RUNTIME_SECONDS + 1)
+            limit = _wait_for_limit(instance, run.run_id)
+            assert limit <= MAX_RUNTIME_SECONDS  # the batch's time left, not a fresh 30 minutes
+            time.sleep(limit + 1)
             assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED  # still hung
 
             list(execute_run_monitoring_iteration(workspace_context, logging.getLogger("run_monitoring")))
@@ -123,15 +166,21 @@ def test_a_hung_batch_run_is_stopped_by_run_monitoring_and_pages_on_call(engine,
             assert finished.status == dg.DagsterRunStatus.FAILURE
 
             [failure] = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)[-1:]
-            context = dg.build_run_status_sensor_context(
+            with dg.build_run_status_sensor_context(
                 sensor_name="alert_on_run_failure",
                 dagster_event=failure.dagster_event,
                 dagster_instance=instance,
                 dagster_run=finished,
-                resources=defs().resources,
-            ).for_run_failure()
-            alert_on_run_failure(context)
-            alert_on_run_failure(context)  # the same event seen again: no second alert
+                resources={
+                    **definitions.resources,
+                    "slack": slack_resource(slack),
+                    "mail": mail_resource(smtp),
+                    "pagerduty": pagerduty_resource(pagerduty, ROUTING_KEY),
+                },
+            ) as built:
+                context = built.for_run_failure()
+                alert_on_run_failure(context)
+                alert_on_run_failure(context)  # the same event seen again: no second alert
             blocker.rollback()
             _wait_for_step_failure(instance, run.run_id, "rankings")
             retries = instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
@@ -143,8 +192,8 @@ def test_a_hung_batch_run_is_stopped_by_run_monitoring_and_pages_on_call(engine,
 
     [message] = slack_messages(slack)
     text = message["text"]
-    assert f"Critical: batch_001_job timed out after {MAX_RUNTIME_SECONDS} s (business date {D})" in text
-    assert f"TIMED OUT: it exceeded its maximum runtime of {MAX_RUNTIME_SECONDS} s" in text
+    assert f"Critical: batch_001_rankings_job timed out after {limit} s (business date {D})" in text
+    assert f"TIMED OUT: it exceeded its maximum runtime of {limit} s" in text
     assert "*Running when stopped:* rankings" in text
     assert instance.get_run_by_id(run.run_id).tags[FAILURE_ALERTED_TAG] == "true"
 
@@ -154,9 +203,9 @@ def test_a_hung_batch_run_is_stopped_by_run_monitoring_and_pages_on_call(engine,
     assert event["event_action"] == "trigger"
     assert event["payload"]["severity"] == "critical"
     assert event["payload"]["summary"] == text.split("*")[1]
-    assert event["dedup_key"] == f"ranking_pipeline/batch_001_job/{run.run_id}"
+    assert event["dedup_key"] == f"ranking_pipeline/batch_001_rankings_job/{run.run_id}"
     assert event["links"][0]["href"].endswith(f"/runs/{run.run_id}")
 
     [mail] = smtp.received
     assert "timed out" in mail.message["Subject"]
-    assert f"TIMED OUT: exceeded the maximum runtime of {MAX_RUNTIME_SECONDS} s" in mail.body
+    assert f"TIMED OUT: exceeded the maximum runtime of {limit} s" in mail.body

@@ -24,7 +24,7 @@ def _bench_databases(server_url: str) -> set[str]:
 
 
 def test_bench_compares_identical_rankings_and_prints_every_step(postgres_server_url, monkeypatch):
-    monkeypatch.setenv(db.DATABASE_URL_ENV, postgres_server_url)
+    monkeypatch.setenv("RANKING_DATABASE_URL", postgres_server_url)
     before = _bench_databases(postgres_server_url)
     lines: list[str] = []
 

@@ -4,22 +4,24 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import tempfile
 from decimal import Decimal
 
 import psycopg2
 import sqlalchemy as sa
 
-from ranking_pipeline.lib.db import DATABASE_URL_ENV, EMBEDDED_PGDATA_ENV
 from ranking_pipeline_tests.helpers import rankings_rows
 
 D = dt.date(2026, 11, 27)
+DATABASE_URL_ENV, EMBEDDED_PGDATA_ENV = "RANKING_DATABASE_URL", "RANKING_EMBEDDED_PGDATA"
 
 
 def cli(*args: str, env: dict[str, str], cwd=None) -> subprocess.CompletedProcess:
+    """The command, from ``cwd`` (default: a new empty folder, so no dagster.yaml: a temporary instance)."""
     return subprocess.run(
         [sys.executable, "-m", "ranking_pipeline.cli", *args],
         env=env,
-        cwd=cwd,
+        cwd=cwd or tempfile.mkdtemp(prefix="rp-cli-"),
         capture_output=True,
         text=True,
         timeout=600,
@@ -27,7 +29,11 @@ def cli(*args: str, env: dict[str, str], cwd=None) -> subprocess.CompletedProces
 
 
 def env_with(**values: str | None) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key != "DAGSTER_HOME"}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key != "DAGSTER_HOME" and not key.startswith("RANKING_")
+    }
     for key, value in values.items():
         if value is None:
             env.pop(key, None)
@@ -92,6 +98,7 @@ def test_an_invalid_date_is_one_clear_line_and_a_nonzero_exit(database_url):
 
     assert done.returncode == 2
     assert "invalid date '2026-02-30': expected a calendar date as YYYY-MM-DD" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_an_unreachable_database_is_named_without_its_password():
@@ -102,6 +109,7 @@ def test_an_unreachable_database_is_named_without_its_password():
     error_lines = [line for line in done.stderr.splitlines() if line.startswith("ranking-pipeline: error:")]
     assert len(error_lines) == 1
     assert "cannot reach the database postgresql+psycopg2://batch:***@127.0.0.1:1/ranking" in error_lines[0]
+    assert len(done.stderr.strip().splitlines()) == 1
     assert "s3cret" not in done.stderr + done.stdout
 
 

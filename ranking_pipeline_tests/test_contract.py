@@ -50,10 +50,10 @@ ORDERS = [
 ]
 
 
-def test_rankings_follow_every_rule_of_the_contract(engine, instance):
+def test_rankings_follow_every_rule_of_the_contract(engine, instance, definitions):
     load_inputs(engine, USERS, ORDERS)
 
-    summary = run_date(instance, D)
+    summary = run_date(definitions, instance, D)
 
     assert rankings_rows(engine, D) == [
         (1, 1, Decimal("300.30"), 2),
@@ -70,10 +70,10 @@ def test_rankings_follow_every_rule_of_the_contract(engine, instance):
     assert summary.aggregated_days[-1] == D
 
 
-def test_user_scores_include_every_status_and_unknown_users_but_not_empty_ones(engine, instance):
+def test_user_scores_include_every_status_and_unknown_users_but_not_empty_ones(engine, instance, definitions):
     load_inputs(engine, USERS, ORDERS)
 
-    run_date(instance, D)
+    run_date(definitions, instance, D)
 
     with engine.connect() as connection:
         scores = {
@@ -101,7 +101,7 @@ def test_user_scores_include_every_status_and_unknown_users_but_not_empty_ones(e
     }
 
 
-def test_daily_aggregates_split_days_at_jst_midnight(engine, instance):
+def test_daily_aggregates_split_days_at_jst_midnight(engine, instance, definitions):
     load_inputs(
         engine,
         [(1, "active")],
@@ -113,7 +113,7 @@ def test_daily_aggregates_split_days_at_jst_midnight(engine, instance):
         ],
     )
 
-    run_date(instance, D)
+    run_date(definitions, instance, D)
 
     with engine.connect() as connection:
         rows = connection.execute(
@@ -128,13 +128,13 @@ def test_daily_aggregates_split_days_at_jst_midnight(engine, instance):
     ]
 
 
-def test_other_dates_rankings_are_never_touched(engine, instance):
+def test_other_dates_rankings_are_never_touched(engine, instance, definitions):
     load_inputs(engine, USERS, ORDERS)
-    run_date(instance, D)
+    run_date(definitions, instance, D)
     with engine.begin() as connection:
         connection.execute(sa.text("INSERT INTO rankings VALUES ('2026-11-20', 1, 42, 5.00, 1)"))
 
-    run_date(instance, D)
+    run_date(definitions, instance, D)
 
     assert rankings_rows(engine, dt.date(2026, 11, 20)) == [(1, 42, Decimal("5.00"), 1)]
     assert len(rankings_rows(engine, D)) == 8

@@ -1,7 +1,9 @@
-"""BATCH-001 and BATCH-003 never overlap: the run tag limit and the writers' pool of dagster.yaml, enforced
-by the real queue daemon on an instance configured by the project's dagster.yaml."""
+"""BATCH-001 and BATCH-003 never overlap, and a batch's ranking run waits for its scoring run: the run tag
+limit and the writers' pool of dagster.yaml, enforced by the real queue daemon on an instance configured by
+the project's dagster.yaml, with the runs launched by a real code server."""
 
 import datetime as dt
+import itertools
 import time
 from collections.abc import Iterator
 
@@ -14,14 +16,15 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import Queued
 from dagster_graphql.client.query import LAUNCH_PIPELINE_EXECUTION_MUTATION
 from dagster_graphql.test.utils import execute_dagster_graphql, infer_job_selector
 
-from ranking_pipeline.batch_runner import batch_001_run_tags
 from ranking_pipeline.constants import (
-    BATCH_001_JOB,
-    BUSINESS_DATE_TAG,
+    BATCH_001_RANKINGS_JOB,
+    BATCH_001_SCORES_JOB,
     RANKINGS_WRITER_POOL,
     RANKINGS_WRITER_POOL_LIMIT,
     RANKINGS_WRITER_TAG,
 )
+from ranking_pipeline.lib.business_date import batch_tags, scores_partition_tags
+from ranking_pipeline.lib.ranges import USER_ID_RANGES
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.conftest import PROJECT_ROOT
 from ranking_pipeline_tests.helpers import rankings_rows, run_date
@@ -32,10 +35,12 @@ Status = dg.DagsterRunStatus
 
 
 @pytest.fixture
-def workspace(engine, instance) -> Iterator:
-    """The project's code location plus a BATCH-003 stand-in, served by a real code server."""
+def workspace(engine, database_url, instance, definitions, monkeypatch) -> Iterator:
+    """The project's code location plus a BATCH-003 stand-in, served by a real code server (which, like a
+    deployment's, reads its settings from the environment)."""
     seed(engine, 1_000, end_date=D, random_seed=5)
-    run_date(instance, D)  # W(D) aggregated, so BATCH-001 can run
+    run_date(definitions, instance, D)  # W(D) aggregated, so BATCH-001 can run
+    monkeypatch.setenv("RANKING_DATABASE_URL", database_url)
     target = ModuleTarget(
         module_name="ranking_pipeline_tests.batch_003_location",
         attribute=None,
@@ -83,34 +88,38 @@ def wait_until_finished(instance, run_id: str, timeout: float = 180) -> Status:
     raise AssertionError(f"run {run_id} still {status(instance, run_id)} after {timeout} s")
 
 
-def test_batch_001_and_batch_003_wait_for_each_other_through_the_run_tag_limit(workspace, instance, engine):
-    batch_001 = submit(workspace, BATCH_001_JOB, batch_001_run_tags(D, force=True))
+def test_a_batch_runs_scoring_then_ranking_and_batch_003_waits_for_both(workspace, instance, engine):
+    tags = batch_tags(D, "batch-under-test", force=True)
+    scoring = submit(
+        workspace, BATCH_001_SCORES_JOB, {**tags, **scores_partition_tags(D, [r.key for r in USER_ID_RANGES])}
+    )
+    ranking = submit(workspace, BATCH_001_RANKINGS_JOB, {**tags, "dagster/partition": D.isoformat()})
     batch_003 = submit(workspace, "batch_003_job", {})
 
     dequeue(workspace)
 
-    assert status(instance, batch_001) in (Status.STARTING, Status.STARTED)
+    assert status(instance, scoring) in (Status.STARTING, Status.STARTED)
+    assert status(instance, ranking) == Status.QUEUED  # behind its scoring run, not beside it
     assert status(instance, batch_003) == Status.QUEUED
-    dequeue(workspace)  # still running: BATCH-003 keeps waiting
-    assert status(instance, batch_003) == Status.QUEUED or status(instance, batch_001) == Status.SUCCESS
-
-    assert wait_until_finished(instance, batch_001) == Status.SUCCESS
+    assert wait_until_finished(instance, scoring) == Status.SUCCESS
+    dequeue(workspace)
+    assert status(instance, batch_003) == Status.QUEUED  # the queue is first come, first served
+    assert wait_until_finished(instance, ranking) == Status.SUCCESS
     dequeue(workspace)
     assert wait_until_finished(instance, batch_003) == Status.SUCCESS
-    first_ended = instance.get_run_record_by_id(batch_001).end_time
-    second_started = instance.get_run_record_by_id(batch_003).start_time
-    assert second_started >= first_ended
+    records = [instance.get_run_record_by_id(run_id) for run_id in (scoring, ranking, batch_003)]
+    for earlier, later in itertools.pairwise(records):
+        assert later.start_time >= earlier.end_time, "two writers of rankings overlapped"
     assert len(rankings_rows(engine, D)) > 0
 
 
 def test_a_ui_materialization_of_rankings_waits_for_batch_003_through_the_pool(workspace, instance, engine):
     instance.event_log_storage.set_concurrency_slots(RANKINGS_WRITER_POOL, RANKINGS_WRITER_POOL_LIMIT)
-    run_date(instance, D)  # user_scores for D exist, so rankings alone can run
     batch_003 = submit(workspace, "batch_003_job", {})
-    ui_materialization = submit(
+    ui_materialization = submit(  # user_scores of D exist (the fixture ran D), so rankings alone can run
         workspace,
         IMPLICIT_ASSET_JOB_NAME,
-        {BUSINESS_DATE_TAG: D.isoformat()},
+        {"dagster/partition": D.isoformat()},
         asset_selection=[{"path": ["rankings"]}],
     )
     assert RANKINGS_WRITER_TAG not in instance.get_run_by_id(ui_materialization).tags  # only the pool applies

@@ -1,12 +1,11 @@
-"""`dagster dev` seen over HTTP: the shared instance settings in force with no setup, and BATCH-001
-launched for a date through the GraphQL API the way cron, EventBridge or a webhook would (deploy/trigger/),
-subject to the same run concurrency limit as every other writer of the rankings table."""
+"""`dagster dev` seen over HTTP: the shared instance settings in force with no setup, and BATCH-001 launched for a
+date through the GraphQL API the way cron, EventBridge or a webhook would (deploy/trigger/), queued like every
+other writer of the rankings table; dates outside the deployment's span refused before anything is launched."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,16 +14,28 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from ranking_pipeline.batch_runner import batch_001_run_tags
-from ranking_pipeline.constants import BATCH_000_JOB, BATCH_001_JOB, RANKINGS_WRITER_TAG
+from ranking_pipeline.constants import (
+    BATCH_000_JOB,
+    BATCH_001_RANKINGS_JOB,
+    BATCH_001_SCORES_JOB,
+    BATCH_ID_TAG,
+    BUSINESS_DATE_TAG,
+    RANKINGS_WRITER_TAG,
+)
 from ranking_pipeline.lib import db
 from ranking_pipeline.lib.queries import count_rows
 from ranking_pipeline.lib.schema import rankings as rankings_table
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.conftest import PROJECT_ROOT, create_database, drop_database
-from ranking_pipeline_tests.dagster_dev import FINISHED_STATUSES, DagsterDev, batch_000_tags, dagster_dev
+from ranking_pipeline_tests.dagster_dev import (
+    FINISHED_STATUSES,
+    DagsterDev,
+    batch_000_tags,
+    copy_project,
+    dagster_dev,
+)
 
-TRIGGER = PROJECT_ROOT / "deploy" / "trigger" / "launch_batch_001.sh"
+TRIGGER = PROJECT_ROOT / "deploy" / "trigger" / "launch_batch_001.py"
 D = dt.date(2025, 6, 30)
 IN_PROGRESS = {"STARTING", "STARTED"}
 
@@ -41,9 +52,9 @@ def _tags(run: dict) -> dict[str, str]:
     return {tag["key"]: tag["value"] for tag in run["tags"]}
 
 
-def _trigger(dev_url: str, business_date: str) -> subprocess.CompletedProcess:
+def _trigger(dev_url: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["bash", str(TRIGGER), business_date],
+        [sys.executable, str(TRIGGER), *args],
         env={**os.environ, "DAGSTER_URL": dev_url},
         capture_output=True,
         text=True,
@@ -67,26 +78,20 @@ def seeded_url(postgres_server_url) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def dev(seeded_url, tmp_path_factory) -> Iterator[DagsterDev]:
     """`dagster dev` on the seeded database, the 31 days of aggregates in place (for D and D-1)."""
-    log = tmp_path_factory.mktemp("dagster-dev") / "dagster-dev.log"
-    with dagster_dev(PROJECT_ROOT, log, env={db.DATABASE_URL_ENV: seeded_url}) as running:
+    project = copy_project(tmp_path_factory.mktemp("project"))
+    with dagster_dev(
+        project, project / "dagster-dev.log", env={"RANKING_DATABASE_URL": seeded_url}
+    ) as running:
         _aggregate(running, D - dt.timedelta(days=30), D)
         yield running
 
 
 def test_dagster_dev_with_no_setup_runs_the_batch_with_the_shared_instance_settings(tmp_path):
     """A fresh copy of the project, no RANKING_DATABASE_URL, no DAGSTER_HOME: `seed`, then `dagster dev`
-    with no arguments; the running instance has dagster.yaml's concurrency and monitoring, and the batch
-    runs on the embedded database."""
-    project = tmp_path / "ranking_pipeline_copy"
-    project.mkdir()
-    shutil.copytree(
-        PROJECT_ROOT / "ranking_pipeline",
-        project / "ranking_pipeline",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    for name in ("pyproject.toml", "setup.cfg", "workspace.yaml", "dagster.yaml", "README.md"):
-        shutil.copy(PROJECT_ROOT / name, project / name)
-    plain = {db.DATABASE_URL_ENV: None, db.EMBEDDED_PGDATA_ENV: None, "DAGSTER_HOME": None}
+    with no arguments; the running instance has dagster.yaml's concurrency and monitoring, keeps its runs in
+    the project's local storage, and the batch runs on the embedded database."""
+    project = copy_project(tmp_path / "ranking_pipeline_copy")
+    plain = {name: None for name in os.environ if name.startswith("RANKING_")} | {"DAGSTER_HOME": None}
     env = {key: value for key, value in os.environ.items() if key not in plain}
     seeded = subprocess.run(
         [sys.executable, "-m", "ranking_pipeline.cli", "seed", "--users", "300", "--end-date", D.isoformat()],
@@ -123,53 +128,79 @@ def test_dagster_dev_with_no_setup_runs_the_batch_with_the_shared_instance_setti
         assert info["run_retries"] == shared["run_retries"]
         assert daemons["MONITORING"]["required"] and daemons["MONITORING"]["healthy"], daemons
         assert daemons["QUEUED_RUN_COORDINATOR"]["healthy"], daemons
-        storage_dir = info["local_artifact_storage"]["config"]["base_dir"]
-        assert storage_dir.startswith(str(project / ".tmp_dagster_home_")), storage_dir
 
         _aggregate(running, D - dt.timedelta(days=29), D)
-        batch = running.wait_for_run(running.launch_job(BATCH_001_JOB, batch_001_run_tags(D)))
-        assert batch["status"] == "SUCCESS", running.log_tail()
+        launched = _trigger(running.url, D.isoformat())
+        assert launched.returncode == 0, launched.stderr
+        for run_id in launched.stdout.split():
+            assert running.wait_for_run(run_id)["status"] == "SUCCESS", running.log_tail()
     assert (project / ".ranking_pipeline" / "pgdata").is_dir(), "the embedded database lives in the project"
+    assert (project / ".ranking_pipeline" / "dagster").is_dir(), "so do the runs, for the next `dagster dev`"
 
 
 def test_a_webhook_launches_the_batch_for_a_date_over_http(dev, seeded_url):
     launched = _trigger(dev.url, D.isoformat())
 
     assert launched.returncode == 0, launched.stderr
-    run = dev.wait_for_run(launched.stdout.strip())
-    assert run["status"] == "SUCCESS", dev.log_tail()
-    assert run["jobName"] == BATCH_001_JOB
-    tags = _tags(run)
-    assert batch_001_run_tags(D).items() <= tags.items()
-    assert RANKINGS_WRITER_TAG in tags
+    scoring_id, ranking_id = launched.stdout.split()
+    scoring, ranking = dev.wait_for_run(scoring_id), dev.wait_for_run(ranking_id)
+    assert (scoring["status"], ranking["status"]) == ("SUCCESS", "SUCCESS"), dev.log_tail()
+    assert (scoring["jobName"], ranking["jobName"]) == (BATCH_001_SCORES_JOB, BATCH_001_RANKINGS_JOB)
+    scoring_tags, ranking_tags = _tags(scoring), _tags(ranking)
+    assert scoring_tags[BUSINESS_DATE_TAG] == ranking_tags[BUSINESS_DATE_TAG] == D.isoformat()
+    assert scoring_tags[BATCH_ID_TAG] == ranking_tags[BATCH_ID_TAG]
+    assert scoring_tags["dagster/asset_partition_range_start"] == f"{D}|users_min_to_0124999"
+    assert ranking_tags["dagster/partition"] == D.isoformat()
+    assert RANKINGS_WRITER_TAG in scoring_tags and RANKINGS_WRITER_TAG in ranking_tags
+    assert ranking["startTime"] >= scoring["endTime"]  # the ranking run waited for its scoring run
     with db.get_engine(seeded_url).connect() as connection:
         assert count_rows(connection, rankings_table, "ranking_date", D) > 1000
 
 
-def test_a_second_launch_waits_queued_while_the_first_runs(dev):
+def test_a_second_batch_waits_queued_while_the_first_runs(dev):
     first = _trigger(dev.url, (D - dt.timedelta(days=1)).isoformat())
     second = _trigger(dev.url, D.isoformat())
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-    first_id, second_id = first.stdout.strip(), second.stdout.strip()
+    run_ids = first.stdout.split() + second.stdout.split()
 
-    seen_queued_behind_first = False
-    deadline = time.monotonic() + 240
+    seen_queued_behind = False
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        one, two = dev.run(first_id), dev.run(second_id)
-        assert not (one["status"] in IN_PROGRESS and two["status"] in IN_PROGRESS), "both runs ran at once"
-        if two["status"] == "QUEUED" and one["status"] in IN_PROGRESS:
-            seen_queued_behind_first = True
-        if one["status"] in FINISHED_STATUSES and two["status"] in FINISHED_STATUSES:
+        runs = [dev.run(run_id) for run_id in run_ids]
+        active = [run for run in runs if run["status"] in IN_PROGRESS]
+        assert len(active) <= 1, "two writers of the rankings table ran at once"
+        if active and any(run["status"] == "QUEUED" for run in runs):
+            seen_queued_behind = True
+        if all(run["status"] in FINISHED_STATUSES for run in runs):
             break
         time.sleep(0.3)
 
-    assert one["status"] == "SUCCESS" and two["status"] == "SUCCESS", dev.log_tail()
-    assert seen_queued_behind_first, "the second run was never seen QUEUED while the first ran"
-    assert two["startTime"] >= one["endTime"], "the second run started before the first ended"
+    assert [run["status"] for run in runs] == ["SUCCESS"] * 4, dev.log_tail()
+    assert seen_queued_behind, "no run was ever seen QUEUED while another ran"
+    for earlier, later in zip(runs, runs[1:], strict=False):
+        assert later["startTime"] >= earlier["endTime"], "the runs did not run one after the other, in order"
 
 
-def test_the_trigger_refuses_a_malformed_date_without_calling_dagster():
-    refused = _trigger("http://127.0.0.1:9", "yesterday")
+@pytest.mark.parametrize("argument", ["yesterday", "2025-02-30"])
+def test_the_trigger_refuses_a_malformed_date_without_calling_dagster(argument):
+    refused = _trigger("http://127.0.0.1:9", argument)
 
     assert refused.returncode == 2
-    assert "usage" in refused.stderr
+    assert refused.stderr.startswith("launch_batch_001: ")
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("day", ["2019-12-31", "today", "tomorrow", "2099-01-01"])
+def test_the_trigger_refuses_a_date_outside_the_deployments_span_before_launching(dev, day):
+    today = dt.datetime.now(tz=dt.timezone(dt.timedelta(hours=9))).date()
+    date = {"today": today, "tomorrow": today + dt.timedelta(days=1)}.get(day) or dt.date.fromisoformat(day)
+    before = {run["runId"] for run in dev.runs()}
+
+    refused = _trigger(dev.url, date.isoformat())
+
+    assert refused.returncode == 2
+    [line] = refused.stderr.strip().splitlines()
+    assert f"{date} is not a business date of this deployment" in line
+    assert "dates run from 2020-01-01 (RANKING_FIRST_BUSINESS_DATE)" in line
+    assert "nothing was launched" in line
+    assert {run["runId"] for run in dev.runs()} == before

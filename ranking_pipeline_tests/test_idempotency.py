@@ -6,8 +6,6 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from ranking_pipeline.constants import BUSINESS_DATE_TAG
-from ranking_pipeline.definitions import defs
 from ranking_pipeline.lib.ranges import range_for_user
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.helpers import rankings_rows, run_date, table_rows
@@ -21,12 +19,12 @@ def seeded(engine):
     return engine
 
 
-def test_running_the_same_date_twice_gives_the_same_rows_and_no_duplicates(seeded, instance):
-    run_date(instance, D)
+def test_running_the_same_date_twice_gives_the_same_rows_and_no_duplicates(seeded, instance, definitions):
+    run_date(definitions, instance, D)
     first_scores = table_rows(seeded, "user_scores", "score_date, user_id")
     first_rankings = rankings_rows(seeded, D)
 
-    run_date(instance, D)
+    run_date(definitions, instance, D)
 
     assert table_rows(seeded, "user_scores", "score_date, user_id") == first_scores
     assert rankings_rows(seeded, D) == first_rankings
@@ -38,8 +36,8 @@ def test_running_the_same_date_twice_gives_the_same_rows_and_no_duplicates(seede
     assert duplicates == 0
 
 
-def test_rematerializing_one_user_id_range_changes_nothing_else(seeded, instance):
-    run_date(instance, D)
+def test_rematerializing_one_user_id_range_changes_nothing_else(seeded, instance, definitions):
+    run_date(definitions, instance, D)
     scores_before = table_rows(seeded, "user_scores", "score_date, user_id")
     rankings_before = rankings_rows(seeded, D)
     only_range = range_for_user(1)
@@ -47,12 +45,10 @@ def test_rematerializing_one_user_id_range_changes_nothing_else(seeded, instance
         connection.execute(sa.text("UPDATE user_scores SET score = score + 1 WHERE user_id = 1"))
         connection.execute(sa.text("UPDATE user_scores SET score = score + 1 WHERE user_id > 124999"))
 
-    definitions = defs()
     result = dg.materialize(
         [definitions.get_assets_def("user_scores")],
-        partition_key=only_range.key,
+        partition_key=f"{D}|{only_range.key}",
         instance=instance,
-        tags={BUSINESS_DATE_TAG: D.isoformat()},
         resources=definitions.resources,
     )
 
@@ -66,8 +62,10 @@ def test_rematerializing_one_user_id_range_changes_nothing_else(seeded, instance
     assert rankings_rows(seeded, D) == rankings_before
 
 
-def test_a_failure_in_the_middle_of_the_replace_leaves_the_previous_rankings(seeded, instance, monkeypatch):
-    run_date(instance, D)
+def test_a_failure_in_the_middle_of_the_replace_leaves_the_previous_rankings(
+    seeded, instance, definitions, monkeypatch
+):
+    run_date(definitions, instance, D)
     previous = rankings_rows(seeded, D)
     with seeded.begin() as connection:  # a real error raised by PostgreSQL after the DELETE, mid-INSERT
         connection.execute(sa.text("UPDATE orders SET amount = amount + 1 WHERE user_id = 2"))
@@ -90,6 +88,6 @@ def test_a_failure_in_the_middle_of_the_replace_leaves_the_previous_rankings(see
     monkeypatch.setattr(dg.RetryPolicy, "calculate_delay", lambda self, attempt_num: 0)
 
     with pytest.raises(Exception, match="injected failure at rank"):
-        run_date(instance, D)
+        run_date(definitions, instance, D)
 
     assert rankings_rows(seeded, D) == previous

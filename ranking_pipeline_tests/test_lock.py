@@ -1,14 +1,26 @@
-"""The distributed batch lock, on both backends: Redis and the PostgreSQL table."""
+"""The distributed batch lock, on both backends (Redis and the PostgreSQL table): refusal while the holder lives,
+takeover when it is gone, fencing, and a release that never fails a run."""
 
 import datetime as dt
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from decimal import Decimal
 
 import pytest
+import redis
 import sqlalchemy as sa
 
-from ranking_pipeline.lib.lock import LockHeldError, LockLostError, make_batch_lock
+from ranking_pipeline.lib.lock import (
+    LockHeldError,
+    LockLostError,
+    PostgresBatchLock,
+    RedisBatchLock,
+    lock_key,
+)
 from ranking_pipeline.lib.queries import replace_rankings
 from ranking_pipeline.lib.schema import ensure_output_tables
 from ranking_pipeline_tests.helpers import load_inputs, rankings_rows
@@ -19,23 +31,42 @@ D = dt.date(2026, 11, 27)
 @pytest.fixture(params=["redis", "postgresql"])
 def make_lock(request, engine):
     """Builds locks on one backend; every lock of a test shares one unique key."""
-    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
-    process_id = f"TEST-{uuid.uuid4().hex[:8]}"
+    ensure_output_tables(engine)
+    key = lock_key(f"TEST-{uuid.uuid4().hex[:8]}")
+    if request.param == "redis":
+        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
 
-    def build(ttl_seconds: int = 60):
-        return make_batch_lock(process_id, redis_url=redis_url, engine=engine, ttl_seconds=ttl_seconds)
+        def build(ttl_seconds: int = 60, lease_seconds: int = 60):
+            return RedisBatchLock(client, key, ttl_seconds, lease_seconds=lease_seconds)
+
+    else:
+
+        def build(ttl_seconds: int = 60, lease_seconds: int = 60):
+            return PostgresBatchLock(engine, key, ttl_seconds, lease_seconds=lease_seconds)
 
     build.backend = request.param
+    build.key = key
     return build
 
 
-def test_the_lock_key_is_the_design_documents(engine):
-    lock = make_batch_lock("BATCH-001", redis_url=None, engine=engine)
+def wait_until(condition, timeout: float, what: str) -> float:
+    """Poll ``condition`` until true; the seconds it took (fails after ``timeout``)."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"{what} not within {timeout} s"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def test_the_lock_key_and_limits_are_the_design_documents(engine):
+    ensure_output_tables(engine)
+    lock = PostgresBatchLock(engine, lock_key("BATCH-001"))
     assert lock.key == "batch:lock:BATCH-001"
-    assert lock.ttl_seconds == 30 * 60
+    assert lock.ttl_seconds == 30 * 60  # the upper bound of any holding
+    assert lock.lease_seconds == 60  # a holder that is gone loses it within a minute
 
 
-def test_a_second_holder_is_refused_with_the_holder_named(make_lock):
+def test_a_second_holder_is_refused_with_the_live_holder_named(make_lock):
     first = make_lock().acquire("run-aaa")
 
     with pytest.raises(LockHeldError) as refused:
@@ -50,23 +81,46 @@ def test_a_second_holder_is_refused_with_the_holder_named(make_lock):
 
 def test_release_frees_the_lock_for_the_next_run(make_lock):
     lock = make_lock()
-    with lock.hold("run-aaa"):
+    with lock.held("run-aaa"):
         assert lock.current_holder().run_id == "run-aaa"
     assert lock.current_holder() is None
     assert make_lock().acquire("run-bbb").run_id == "run-bbb"
 
 
-def test_expiry_frees_a_lock_its_holder_never_released(make_lock):
-    make_lock(ttl_seconds=1).acquire("run-killed")  # a killed run: no release
+def test_a_holder_that_is_gone_loses_the_lock_when_its_lease_lapses(make_lock):
+    make_lock(lease_seconds=1).acquire("run-killed")  # no heartbeat: the process is gone
 
-    time.sleep(1.3)
+    waited = wait_until(lambda: make_lock().current_holder() is None, 10, "the lease to lapse")
 
+    assert waited < 3
     assert make_lock().acquire("run-next").run_id == "run-next"
 
 
+def test_a_live_holder_keeps_its_lock_past_its_lease_and_never_past_its_expiry(make_lock):
+    lock = make_lock(ttl_seconds=4, lease_seconds=1)
+    with lock.held("run-alive") as holder:
+        time.sleep(2.5)  # longer than the lease: the heartbeat renewed it
+        assert lock.current_holder().token == holder.token
+        with pytest.raises(LockHeldError):
+            make_lock().acquire("run-other")
+        wait_until(lambda: lock.current_holder() is None, 10, "the 4 s expiry")  # even while it still beats
+    assert make_lock().acquire("run-other").run_id == "run-other"
+
+
+def test_the_same_run_takes_its_lock_back_and_an_ended_run_is_taken_over_at_once(make_lock):
+    first = make_lock().acquire("run-aaa")
+    retried = make_lock().acquire("run-aaa")  # a step retry of the same run
+    assert retried.token != first.token
+
+    taken = make_lock().acquire("run-bbb", run_ended=lambda run_id: run_id == "run-aaa")  # a re-execution
+    assert taken.run_id == "run-bbb"
+    with pytest.raises(LockHeldError):
+        make_lock().acquire("run-ccc", run_ended=lambda run_id: False)  # run-bbb is alive
+
+
 def test_a_stale_holder_cannot_release_the_newer_holders_lock(make_lock):
-    stale = make_lock(ttl_seconds=1).acquire("run-old")
-    time.sleep(1.3)
+    stale = make_lock(lease_seconds=1).acquire("run-old")
+    wait_until(lambda: make_lock().current_holder() is None, 10, "the lease to lapse")
     newer_lock = make_lock()
     newer = newer_lock.acquire("run-new")
 
@@ -76,13 +130,12 @@ def test_a_stale_holder_cannot_release_the_newer_holders_lock(make_lock):
 
 def test_a_stale_holder_cannot_commit_rankings_over_a_newer_holder(make_lock, engine):
     load_inputs(engine, [(1, "active")], [])
-    ensure_output_tables(engine)
     with engine.begin() as connection:
         connection.execute(sa.text("INSERT INTO rankings VALUES (:d, 1, 1, 9.99, 1)"), {"d": D})
         connection.execute(sa.text("INSERT INTO user_scores VALUES (:d, 1, 2, 50.00, 50.00)"), {"d": D})
-    stale_lock = make_lock(ttl_seconds=1)
+    stale_lock = make_lock(lease_seconds=1)
     stale = stale_lock.acquire("run-old")
-    time.sleep(1.3)
+    wait_until(lambda: make_lock().current_holder() is None, 10, "the lease to lapse")
     make_lock().acquire("run-new")
 
     with pytest.raises(LockLostError, match=r"no longer ours .*now held by run run-new"):
@@ -95,13 +148,52 @@ def test_a_stale_holder_cannot_commit_rankings_over_a_newer_holder(make_lock, en
 
 def test_the_holder_commits_while_it_holds_the_lock(make_lock, engine):
     load_inputs(engine, [(1, "active")], [])
-    ensure_output_tables(engine)
     with engine.begin() as connection:
         connection.execute(sa.text("INSERT INTO user_scores VALUES (:d, 1, 2, 50.00, 50.00)"), {"d": D})
     lock = make_lock()
-    with lock.hold("run-now") as holder:
+    with lock.held("run-now") as holder:
         replace_rankings(
             engine, D, before_commit=lambda connection, rows: lock.verify(holder.token, connection)
         )
 
     assert rankings_rows(engine, D) == [(1, 1, Decimal("50.00"), 2)]
+
+
+HOLDER_PROCESS = """
+import sys, time
+import redis, sqlalchemy as sa
+from ranking_pipeline.lib.lock import PostgresBatchLock, RedisBatchLock
+backend, target, key = sys.argv[1:4]
+if backend == "redis":
+    lock = RedisBatchLock(redis.Redis.from_url(target), key, 1800, lease_seconds=2)
+else:
+    lock = PostgresBatchLock(sa.create_engine(target), key, 1800, lease_seconds=2)
+with lock.held("run-that-gets-killed"):
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_holder_process_loses_the_lock_within_its_lease(make_lock, database_url, request):
+    target = request.getfixturevalue("redis_url") if make_lock.backend == "redis" else database_url
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER_PROCESS, make_lock.backend, target, make_lock.key],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        time.sleep(3)  # beyond its 2 s lease: the heartbeat keeps a live holder's lock
+        with pytest.raises(LockHeldError, match="run-that-gets-killed"):
+            make_lock().acquire("run-next")
+        os.kill(holder.pid, signal.SIGKILL)  # or the OOM killer, or a lost machine
+        holder.wait()
+
+        waited = wait_until(
+            lambda: make_lock().current_holder() is None, 30, "the killed holder's lock to go"
+        )
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert waited <= 2.5
+    assert make_lock().acquire("run-next").run_id == "run-next"

@@ -6,9 +6,8 @@ import datetime as dt
 
 import dagster as dg
 
-from ranking_pipeline.definitions import defs
 from ranking_pipeline.lib import metrics
-from ranking_pipeline.lib.dates import JST
+from ranking_pipeline.lib.business_date import JST
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.helpers import run_date
 
@@ -77,20 +76,20 @@ def test_the_chart_is_a_png():
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
 
 
-def test_the_metrics_asset_reports_the_instance_runs_and_processed_counts(engine, instance):
+def test_the_metrics_asset_reports_the_instance_batches_and_processed_counts(engine, instance, definitions):
     day = dt.date(2026, 1, 10)
     seed(engine, 2000, end_date=day)
-    first = run_date(instance, day - dt.timedelta(days=1))
-    second = run_date(instance, day)
+    first = run_date(definitions, instance, day - dt.timedelta(days=1))
+    second = run_date(definitions, instance, day)
 
     result = dg.materialize(
-        [defs().get_assets_def("batch_metrics")], instance=instance, resources=defs().resources
+        [definitions.get_assets_def("batch_metrics")], instance=instance, resources=definitions.resources
     )
 
     assert result.success
     [materialization] = result.asset_materializations_for_node("batch_metrics")
     metadata = materialization.metadata
-    assert metadata["runs_recorded"].value == 2  # the two BATCH-001 runs, not the BATCH-000 ones
+    assert metadata["runs_recorded"].value == 2  # two BATCH-001 batches (two runs each), not BATCH-000
     assert metadata["runs_today_jst"].value == 2
     assert metadata["failure_rate_this_month"].value == 0.0
     assert 0 < metadata["mean_duration_seconds_30d"].value < 120

@@ -18,11 +18,11 @@ import yaml
 from ranking_pipeline.batch_runner import run_batch
 from ranking_pipeline.constants import (
     BATCH_000_JOB,
-    BATCH_001_JOB,
+    BATCH_001_RANKINGS_JOB,
+    BATCH_001_SCORES_JOB,
     RANKINGS_WRITER_POOL,
     RANKINGS_WRITER_POOL_LIMIT,
 )
-from ranking_pipeline.definitions import defs
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.conftest import PROJECT_ROOT, create_database, drop_database
 
@@ -38,8 +38,10 @@ def test_production_differs_from_the_shared_settings_only_in_storage():
     shared = _settings(PROJECT_ROOT / "dagster.yaml")
     production = _settings(PRODUCTION_YAML)
 
-    assert "storage" not in shared, "the shared dagster.yaml must keep dev/test storage temporary"
-    assert {key: value for key, value in production.items() if key != "storage"} == shared
+    assert shared["storage"] == {"sqlite": {"base_dir": ".ranking_pipeline/dagster"}}  # local, in the project
+    assert {key: value for key, value in production.items() if key != "storage"} == {
+        key: value for key, value in shared.items() if key != "storage"
+    }
     postgres = production["storage"]["postgres"]["postgres_db"]
     assert postgres["scheme"] == "postgresql+psycopg2"  # SQLAlchemy 2.1 would pick psycopg 3 otherwise
     secrets = {key: value for key, value in postgres.items() if key != "scheme"}
@@ -67,7 +69,7 @@ def production_home(tmp_path, postgres_server_url, monkeypatch):
     drop_database(postgres_server_url, storage_url)
 
 
-def test_the_batch_runs_with_dagsters_storage_on_postgresql(production_home, engine):
+def test_the_batch_runs_with_dagsters_storage_on_postgresql(production_home, engine, definitions):
     home, storage_url = production_home
     seed(engine, 500, end_date=D)
 
@@ -91,13 +93,17 @@ def test_the_batch_runs_with_dagsters_storage_on_postgresql(production_home, eng
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-        summary = run_batch(defs(), instance, D)
+        summary = run_batch(definitions, instance, D)
     assert summary.ranked_users > 0
 
     # A new process (the webserver, the daemon) sees the same runs, events and pool limit.
     with dg.DagsterInstance.get() as reopened:
         runs = reopened.get_runs()
-        assert sorted(run.job_name for run in runs) == [BATCH_000_JOB, BATCH_001_JOB]
+        assert sorted(run.job_name for run in runs) == [
+            BATCH_000_JOB,
+            BATCH_001_RANKINGS_JOB,
+            BATCH_001_SCORES_JOB,
+        ]
         assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
         [latest] = reopened.fetch_materializations(dg.AssetKey("rankings"), limit=1).records
         assert latest.asset_materialization.metadata["dagster/row_count"].value == summary.ranked_users
@@ -107,5 +113,9 @@ def test_the_batch_runs_with_dagsters_storage_on_postgresql(production_home, eng
         stored = connection.exec_driver_sql(
             "SELECT pipeline_name, status FROM runs ORDER BY create_timestamp"
         )
-        assert [tuple(row) for row in stored] == [(BATCH_000_JOB, "SUCCESS"), (BATCH_001_JOB, "SUCCESS")]
+        assert [tuple(row) for row in stored] == [
+            (BATCH_000_JOB, "SUCCESS"),
+            (BATCH_001_SCORES_JOB, "SUCCESS"),
+            (BATCH_001_RANKINGS_JOB, "SUCCESS"),
+        ]
     assert not list(home.glob("history")), "no SQLite run storage next to the production dagster.yaml"

@@ -12,12 +12,19 @@ import redis
 import sqlalchemy as sa
 
 from ranking_pipeline.batch_runner import BatchRunFailed
-from ranking_pipeline.lib.cache import CACHE_KEY_PATTERN_ENV, REDIS_URL_ENV
-from ranking_pipeline.lib.lock import make_batch_lock
+from ranking_pipeline.lib.lock import PostgresBatchLock, lock_key
 from ranking_pipeline.lib.ranges import USER_ID_RANGES
 from ranking_pipeline.lib.schema import ensure_output_tables
 from ranking_pipeline.lib.seed import seed
-from ranking_pipeline_tests.helpers import latest_metadata, rankings_rows, run_date, run_log_messages
+from ranking_pipeline_tests.helpers import (
+    batch_runs,
+    materializations,
+    project_defs,
+    ranking_runs,
+    rankings_rows,
+    run_date,
+    run_log_messages,
+)
 from ranking_pipeline_tests.test_against_sql import INDEPENDENT_RANKING
 
 D = dt.date(2026, 11, 27)
@@ -41,8 +48,12 @@ def expected_rankings(engine) -> list[tuple]:
         return [tuple(row) for row in connection.execute(INDEPENDENT_RANKING, {"d": D})]
 
 
-def batch_001_run_ids(instance) -> list[str]:
-    return [run.run_id for run in instance.get_runs(dg.RunsFilter(job_name="batch_001_job"))]
+def scoring_run_ids(instance) -> list[str]:
+    return [run.run_id for run in batch_runs(instance)]
+
+
+def ranking_run_ids(instance) -> list[str]:
+    return [run.run_id for run in ranking_runs(instance)]
 
 
 def score_states(engine) -> dict[str, tuple[str, str]]:
@@ -57,20 +68,24 @@ def score_states(engine) -> dict[str, tuple[str, str]]:
         return {key: (status, run_id) for key, status, run_id in rows}
 
 
-def test_a_held_lock_fails_the_run_at_once_naming_the_holder_and_writes_nothing(seeded, instance):
-    run_date(instance, D)
+def test_a_held_lock_fails_the_run_at_once_naming_the_holder_and_writes_nothing(
+    seeded, instance, definitions
+):
+    run_date(definitions, instance, D)
     before = rankings_rows(seeded, D)
-    make_batch_lock("BATCH-001", redis_url=None, engine=seeded).acquire("run-of-another-deployment")
-    with seeded.begin() as connection:  # a change the blocked run would have picked up
-        connection.execute(sa.text("UPDATE orders SET amount = amount + 7 WHERE user_id = 5"))
+    with PostgresBatchLock(seeded, lock_key("BATCH-001")).held(
+        "run-of-another-deployment"
+    ):  # alive meanwhile
+        with seeded.begin() as connection:  # a change the blocked run would have picked up
+            connection.execute(sa.text("UPDATE orders SET amount = amount + 7 WHERE user_id = 5"))
 
-    started = time.monotonic()
-    with pytest.raises(BatchRunFailed, match="held by run run-of-another-deployment"):
-        run_date(instance, D, force=True)
+        started = time.monotonic()
+        with pytest.raises(BatchRunFailed, match="held by run run-of-another-deployment"):
+            run_date(definitions, instance, D, force=True)
 
     assert time.monotonic() - started < 20, "a held lock must not be retried for minutes"
     assert rankings_rows(seeded, D) == before
-    failed_run = batch_001_run_ids(instance)[0]
+    failed_run = scoring_run_ids(instance)[0]
     errors = [
         m for m in run_log_messages(instance, failed_run) if "is held by run run-of-another-deployment" in m
     ]
@@ -78,9 +93,9 @@ def test_a_held_lock_fails_the_run_at_once_naming_the_holder_and_writes_nothing(
 
 
 def test_a_row_lock_held_elsewhere_times_out_after_10_s_and_the_retry_succeeds(
-    seeded, instance, no_retry_delay
+    seeded, instance, definitions, no_retry_delay
 ):
-    run_date(instance, D)
+    run_date(definitions, instance, D)
     blocker = seeded.connect()
     transaction = blocker.begin()
     blocker.execute(
@@ -90,35 +105,42 @@ def test_a_row_lock_held_elsewhere_times_out_after_10_s_and_the_retry_succeeds(
     releaser.start()
     started = time.monotonic()
     try:
-        run_date(instance, D, force=True)
+        run_date(definitions, instance, D, force=True)
     finally:
         releaser.join()
         blocker.close()
 
     assert time.monotonic() - started >= 10
-    messages = run_log_messages(instance, batch_001_run_ids(instance)[0])
+    messages = run_log_messages(instance, scoring_run_ids(instance)[0])
     assert any("waited 10s for a lock held by another database session" in m for m in messages)
     assert rankings_rows(seeded, D) == expected_rankings(seeded)
 
 
-def test_a_failed_range_is_retried_alone_and_the_result_equals_a_clean_run(seeded, instance, no_retry_delay):
+def test_a_failed_range_is_retried_alone_and_the_result_equals_a_clean_run(
+    seeded, instance, definitions, no_retry_delay
+):
     fail_once_in_range(seeded, FAILING_RANGE, times=1)
 
-    run_date(instance, D)
+    run_date(definitions, instance, D)
 
-    run_id = batch_001_run_ids(instance)[0]
-    metadata = latest_metadata(instance, "user_scores")
-    skipped = metadata["skipped_ranges"].split(", ")
-    assert sorted(skipped) == sorted(r.key for r in USER_ID_RANGES if r != FAILING_RANGE)
+    run_id = scoring_run_ids(instance)[0]
+    computed = {
+        key: meta["computed"] for key, meta in materializations(instance, "user_scores", run_id).items()
+    }
+    assert computed == {f"{D}|{r.key}": True for r in USER_ID_RANGES}  # one run; the retry redid one range
+    retried = [m for m in run_log_messages(instance, run_id) if "already completed by run" in m]
+    assert len(retried) == len(USER_ID_RANGES) - 1, "the retry skipped the ranges its first attempt finished"
     assert score_states(seeded) == {r.key: ("completed", run_id) for r in USER_ID_RANGES}
     assert rankings_rows(seeded, D) == expected_rankings(seeded)
 
 
-def test_a_rerun_after_a_failed_batch_resumes_from_the_completed_ranges(seeded, instance, no_retry_delay):
+def test_a_rerun_after_a_failed_batch_resumes_from_the_completed_ranges(
+    seeded, instance, definitions, no_retry_delay
+):
     fail_once_in_range(seeded, FAILING_RANGE, times=100)  # every attempt of the first run fails
     with pytest.raises(BatchRunFailed, match="injected failure"):
-        run_date(instance, D)
-    failed_run = batch_001_run_ids(instance)[0]
+        run_date(definitions, instance, D)
+    failed_run = scoring_run_ids(instance)[0]
     states = score_states(seeded)
     assert states.pop(FAILING_RANGE.key) == ("failed", failed_run)
     assert set(states.values()) == {("completed", failed_run)}
@@ -126,19 +148,20 @@ def test_a_rerun_after_a_failed_batch_resumes_from_the_completed_ranges(seeded, 
     with seeded.begin() as connection:
         connection.execute(sa.text("DROP TRIGGER fail_in_range ON user_scores"))
 
-    run_date(instance, D)  # the operator simply runs it again
+    run_date(definitions, instance, D)  # the operator simply runs it again
 
-    rerun = batch_001_run_ids(instance)[0]
-    assert (
-        latest_metadata(instance, "user_scores")["skipped_ranges"].count("users_") == len(USER_ID_RANGES) - 1
-    )
+    rerun = scoring_run_ids(instance)[0]
+    computed = {
+        key: meta["computed"] for key, meta in materializations(instance, "user_scores", rerun).items()
+    }
+    assert computed == {f"{D}|{r.key}": r == FAILING_RANGE for r in USER_ID_RANGES}
     assert score_states(seeded)[FAILING_RANGE.key] == ("completed", rerun)
     assert rankings_rows(seeded, D) == expected_rankings(seeded)
 
 
 def fail_once_in_range(engine, user_range, times: int) -> None:
-    """A real PostgreSQL error while inserting the range's scores, for the first ``times`` attempts
-    (a sequence is not rolled back with the failed transaction)."""
+    """A real PostgreSQL error a retry can fix (a serialization failure) while inserting the range's scores,
+    for the first ``times`` attempts (a sequence is not rolled back with the failed transaction)."""
     ensure_output_tables(engine)
     with engine.begin() as connection:
         connection.execute(sa.text("CREATE SEQUENCE fail_counter"))
@@ -149,7 +172,7 @@ def fail_once_in_range(engine, user_range, times: int) -> None:
                 BEGIN
                   IF NEW.user_id BETWEEN {user_range.first_id} AND {user_range.last_id} THEN
                     IF nextval('fail_counter') <= {times} THEN
-                      RAISE EXCEPTION 'injected failure in %', NEW.user_id;
+                      RAISE EXCEPTION 'injected failure in %', NEW.user_id USING ERRCODE = 'serialization_failure';
                     END IF;
                   END IF;
                   RETURN NEW;
@@ -161,29 +184,26 @@ def fail_once_in_range(engine, user_range, times: int) -> None:
         )
 
 
-def test_the_cache_keys_are_deleted_after_the_rankings_commit(seeded, instance, redis_url, monkeypatch):
+def test_the_cache_keys_are_deleted_after_the_rankings_commit(seeded, database_url, instance, redis_url):
     prefix = f"ranking-test-{uuid.uuid4().hex[:8]}"
     client = redis.Redis.from_url(redis_url)
     client.set(f"{prefix}:top100", "old")
     client.set(f"{prefix}:user:42", "old")
     client.set(f"other-{prefix}", "keep")
-    monkeypatch.setenv(REDIS_URL_ENV, redis_url)  # lock and cache both on Redis now
-    monkeypatch.setenv(CACHE_KEY_PATTERN_ENV, f"{prefix}:*")
+    definitions = project_defs(database_url, redis_url=redis_url, cache_key_pattern=f"{prefix}:*")  # lock too
 
-    run_date(instance, D)
+    run_date(definitions, instance, D)
 
     assert client.keys(f"{prefix}:*") == []
     assert client.get(f"other-{prefix}") == b"keep"
-    assert latest_metadata(instance, "rankings")["cache_keys_deleted"] == 2
-    messages = run_log_messages(instance, batch_001_run_ids(instance)[0])
+    assert materializations(instance, "rankings")[D.isoformat()]["cache_keys_deleted"] == 2
+    messages = run_log_messages(instance, ranking_run_ids(instance)[0])
     assert f"rankings cache: deleted 2 key(s) matching '{prefix}:*'" in messages
     client.delete(f"other-{prefix}")
 
 
-def test_without_redis_the_cache_step_says_it_skipped(seeded, instance, monkeypatch):
-    monkeypatch.delenv(REDIS_URL_ENV, raising=False)
+def test_without_redis_the_cache_step_says_it_skipped(seeded, instance, definitions):
+    run_date(definitions, instance, D)
 
-    run_date(instance, D)
-
-    messages = run_log_messages(instance, batch_001_run_ids(instance)[0])
-    assert "rankings cache: no Redis configured (RANKING_REDIS_URL), nothing to clear" in messages
+    messages = run_log_messages(instance, ranking_run_ids(instance)[0])
+    assert "rankings cache: no Redis configured, nothing to clear" in messages

@@ -1,26 +1,61 @@
-"""Jobs: BATCH-000 (daily aggregation) and BATCH-001 (scores and rankings for one business date)."""
+"""Jobs: BATCH-000 (daily aggregation) and the two runs of a BATCH-001 batch for business date D.
+
+A batch is a scoring run of batch_001_scores_job (every user-ID range of D) followed by a ranking run of
+batch_001_rankings_job (the rankings of D and their checks). Dagster cannot put a partition of a date x range
+asset and one of a date asset in the same run, so the gate sensor (or the CLI, or the trigger script) creates
+both runs together: they share the run tag ranking/batch_id, and the writer tag (limit 1) queues the ranking
+run behind the scoring run, so it starts when the scoring run ends (and fails at once, naming it, if that
+run failed). The batch's 30 minutes are counted from the scoring run's start.
+"""
 
 import dagster as dg
 
-from ranking_pipeline.constants import BATCH_000_JOB, BATCH_001_JOB, RANKINGS_WRITER_TAG
+from ranking_pipeline.constants import (
+    BATCH_000_JOB,
+    BATCH_001_RANKINGS_JOB,
+    BATCH_001_SCORES_JOB,
+    BATCH_MAX_RUNTIME_SECONDS,
+    MAX_RUNTIME_TAG,
+    RANKINGS_WRITER_TAG,
+    RESUME_TAG,
+)
+
+# One process per run: the scoring step runs its ranges in parallel database sessions itself.
+_BATCH_001_TAGS = {
+    RANKINGS_WRITER_TAG: "BATCH-001",
+    MAX_RUNTIME_TAG: str(BATCH_MAX_RUNTIME_SECONDS),
+    RESUME_TAG: "true",
+    "dagster/max_retries": "0",  # run retries stay off: a timed-out batch is never relaunched behind anyone's back
+}
 
 batch_000_job = dg.define_asset_job(
     BATCH_000_JOB,
-    selection=dg.AssetSelection.assets("daily_order_aggregates"),
-    description="BATCH-000: aggregate the completed orders of one JST day (or a range of days, one run).",
+    selection=dg.AssetSelection.assets("daily_order_aggregates")
+    | dg.AssetSelection.checks_for_assets("orders"),
+    description="BATCH-000: check the orders of one JST day (or a range of days) against the data contract, "
+    "then aggregate them, in one run.",
     executor_def=dg.in_process_executor,
 )
 
-# One run per business date: every user-ID range of user_scores, then the rankings replace. One run per
-# batch makes the BATCH-003 exclusion tag, max runtime, failure/success alerts and BATCH-002's trigger
-# line up.
-batch_001_job = dg.define_asset_job(
-    BATCH_001_JOB,
-    selection=dg.AssetSelection.assets("user_scores", "rankings"),
+batch_001_scores_job = dg.define_asset_job(
+    BATCH_001_SCORES_JOB,
+    selection=dg.AssetSelection.assets("user_scores"),
     description=(
-        "BATCH-001: score every user-ID range for business date D (run tag ranking/business_date) and "
-        "replace the rankings of D atomically."
+        "BATCH-001, run 1 of 2: score the user-ID ranges of business date D. Resumes: ranges already computed "
+        "for D from the same aggregates are skipped (tag ranking/force_recompute=true recomputes them)."
     ),
-    tags={RANKINGS_WRITER_TAG: "BATCH-001", "dagster/max_runtime": "1800"},
+    tags=_BATCH_001_TAGS,
+    executor_def=dg.in_process_executor,
+)
+
+batch_001_rankings_job = dg.define_asset_job(
+    BATCH_001_RANKINGS_JOB,
+    selection=dg.AssetSelection.assets("rankings") | dg.AssetSelection.checks_for_assets("users"),
+    description=(
+        "BATCH-001, run 2 of 2: check users against the data contract, replace the rankings of business date D "
+        "atomically and check them. Needs every user-ID range of user_scores for D, computed from the current "
+        "aggregates."
+    ),
+    tags=_BATCH_001_TAGS,
     executor_def=dg.in_process_executor,
 )

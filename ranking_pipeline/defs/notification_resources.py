@@ -1,8 +1,8 @@
 """Resources the alert sensors post through: Slack, PagerDuty, SMTP mail, and links to the Dagster UI.
 
-Every field left unset is read from the environment when the resource is used (never at import), so the
-definitions are the same everywhere and no secret appears in code, config or the UI. A channel whose
-settings are missing (no SLACK_BOT_TOKEN, no PAGERDUTY_ROUTING_KEY, no RANKING_SMTP_HOST or
+Configured from the environment when the code location loads (lib/settings.py): set variables become
+``dg.EnvVar``s (the UI shows their names, never a token or password), unset ones leave the defaults. A channel
+whose settings are missing (no SLACK_BOT_TOKEN, no PAGERDUTY_ROUTING_KEY, no RANKING_SMTP_HOST or
 RANKING_ALERT_MAIL_TO) is skipped by the sensors with a warning in the tick's log; it never fails a tick.
 """
 
@@ -10,104 +10,97 @@ from __future__ import annotations
 
 import dagster as dg
 from dagster_slack import SlackResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from slack_sdk.web.client import WebClient
 
-from ranking_pipeline.lib.notify import settings as s
+from ranking_pipeline.defs.resources import from_environment
+from ranking_pipeline.lib import settings
 from ranking_pipeline.lib.notify.senders import post_pagerduty_event, send_mail
-from ranking_pipeline.lib.settings import setting
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_SLACK_CHANNEL = "#batch-logs"
+DEFAULT_PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+DEFAULT_MAIL_FROM = "ranking-pipeline@localhost"
+DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"
 
 
 class NotConfiguredError(RuntimeError):
-    """A notification channel lacks a required setting (its environment variable is unset)."""
+    """A notification channel lacks a required setting."""
 
 
 class BatchSlackResource(SlackResource):
     """dagster-slack's SlackResource with a configurable API URL and a default channel (#batch-logs)."""
 
-    token: str | None = Field(default=None, description="Bot token; unset: SLACK_BOT_TOKEN when used.")
-    base_url: str | None = Field(
-        default=None, description="Slack Web API base URL; unset: RANKING_SLACK_API_URL, else Slack's."
+    token: str | None = Field(
+        default=None, description="SLACK_BOT_TOKEN: the bot token (secret). Unset: no Slack."
     )
-    channel: str | None = Field(
-        default=None, description="Channel to post to; unset: RANKING_SLACK_CHANNEL, else #batch-logs."
+    base_url: str = Field(
+        default=DEFAULT_SLACK_API_URL, description="RANKING_SLACK_API_URL: Slack Web API URL."
     )
+    channel: str = Field(default=DEFAULT_SLACK_CHANNEL, description="RANKING_SLACK_CHANNEL: where alerts go.")
+    _client: WebClient | None = PrivateAttr(default=None)
 
     def is_configured(self) -> bool:
-        return setting(self.token, s.SLACK_BOT_TOKEN_ENV) is not None
+        return bool(self.token)
 
     def get_client(self) -> WebClient:
-        token = setting(self.token, s.SLACK_BOT_TOKEN_ENV)
-        if token is None:
-            raise NotConfiguredError(f"Slack not configured: {s.SLACK_BOT_TOKEN_ENV} is not set")
-        base_url = setting(self.base_url, s.SLACK_API_URL_ENV, s.DEFAULT_SLACK_API_URL)
-        return WebClient(token=token, base_url=base_url.rstrip("/") + "/", timeout=10)
+        if not self.token:
+            raise NotConfiguredError("Slack not configured: SLACK_BOT_TOKEN is not set")
+        if self._client is None:
+            self._client = WebClient(token=self.token, base_url=self.base_url.rstrip("/") + "/", timeout=10)
+        return self._client
 
     def post(self, text: str) -> None:
-        channel = setting(self.channel, s.SLACK_CHANNEL_ENV, s.DEFAULT_SLACK_CHANNEL)
-        self.get_client().chat_postMessage(channel=channel, text=text, unfurl_links=False, mrkdwn=True)
+        self.get_client().chat_postMessage(channel=self.channel, text=text, unfurl_links=False, mrkdwn=True)
 
 
 class PagerDutyEvents(dg.ConfigurableResource):
     """PagerDuty Events API v2: pages on-call."""
 
-    routing_key: str | None = Field(default=None, description="Unset: PAGERDUTY_ROUTING_KEY when used.")
-    events_url: str | None = Field(
-        default=None, description="Unset: RANKING_PAGERDUTY_EVENTS_URL, else PagerDuty's enqueue URL."
+    routing_key: str | None = Field(
+        default=None, description="PAGERDUTY_ROUTING_KEY: routing key (secret). Unset: no page."
+    )
+    events_url: str = Field(
+        default=DEFAULT_PAGERDUTY_EVENTS_URL,
+        description="RANKING_PAGERDUTY_EVENTS_URL: Events API v2 endpoint.",
     )
 
-    def routing_key_or_none(self) -> str | None:
-        return setting(self.routing_key, s.PAGERDUTY_ROUTING_KEY_ENV)
-
     def is_configured(self) -> bool:
-        return self.routing_key_or_none() is not None
+        return bool(self.routing_key)
 
     def trigger(self, event: dict) -> str:
-        url = setting(self.events_url, s.PAGERDUTY_EVENTS_URL_ENV, s.DEFAULT_PAGERDUTY_EVENTS_URL)
-        return post_pagerduty_event(url, event)
+        return post_pagerduty_event(self.events_url, event)
 
 
 class AlertMailer(dg.ConfigurableResource):
     """Mail through any SMTP server: TLS ("none", "starttls", "ssl") and login are optional."""
 
-    host: str | None = Field(default=None, description="Unset: RANKING_SMTP_HOST; no host, no mail.")
-    port: int | None = Field(default=None, description="Unset: RANKING_SMTP_PORT, else 587.")
-    tls: str | None = Field(
-        default=None, description="none|starttls|ssl; unset: RANKING_SMTP_TLS, else starttls."
-    )
-    user: str | None = Field(
-        default=None, description="Login user; unset: RANKING_SMTP_USER; none: no login."
-    )
-    password: str | None = Field(default=None, description="Unset: RANKING_SMTP_PASSWORD when used.")
-    sender: str | None = Field(default=None, description="From; unset: RANKING_ALERT_MAIL_FROM.")
+    host: str | None = Field(default=None, description="RANKING_SMTP_HOST. Unset: no mail.")
+    port: int = Field(default=587, description="RANKING_SMTP_PORT.")
+    tls: str = Field(default="starttls", description="RANKING_SMTP_TLS: none, starttls or ssl.")
+    user: str | None = Field(default=None, description="RANKING_SMTP_USER. Unset: no login.")
+    password: str | None = Field(default=None, description="RANKING_SMTP_PASSWORD (secret).")
+    sender: str = Field(default=DEFAULT_MAIL_FROM, description="RANKING_ALERT_MAIL_FROM.")
     recipients: str | None = Field(
-        default=None, description="Comma-separated To; unset: RANKING_ALERT_MAIL_TO; none: no mail."
+        default=None, description="RANKING_ALERT_MAIL_TO: comma-separated. Unset: no mail."
     )
 
     def _recipients(self) -> list[str]:
-        value = setting(self.recipients, s.MAIL_TO_ENV) or ""
-        return [address.strip() for address in value.split(",") if address.strip()]
+        return [address.strip() for address in (self.recipients or "").split(",") if address.strip()]
 
     def is_configured(self) -> bool:
-        return setting(self.host, s.SMTP_HOST_ENV) is not None and bool(self._recipients())
+        return bool(self.host) and bool(self._recipients())
 
     def send(self, subject: str, body: str) -> None:
-        host = setting(self.host, s.SMTP_HOST_ENV)
-        if host is None or not self._recipients():
-            raise NotConfiguredError(f"mail not configured: set {s.SMTP_HOST_ENV} and {s.MAIL_TO_ENV}")
-        port = self.port or int(setting(None, s.SMTP_PORT_ENV, str(s.DEFAULT_SMTP_PORT)))
-        tls = setting(self.tls, s.SMTP_TLS_ENV, s.DEFAULT_SMTP_TLS).lower()
-        if tls not in s.SMTP_TLS_MODES:
-            raise NotConfiguredError(
-                f"{s.SMTP_TLS_ENV}={tls!r}: expected one of {', '.join(s.SMTP_TLS_MODES)}"
-            )
+        if not self.is_configured():
+            raise NotConfiguredError("mail not configured: set RANKING_SMTP_HOST and RANKING_ALERT_MAIL_TO")
         send_mail(
-            host=host,
-            port=port,
-            tls=tls,
-            user=setting(self.user, s.SMTP_USER_ENV),
-            password=setting(self.password, s.SMTP_PASSWORD_ENV),
-            sender=setting(self.sender, s.MAIL_FROM_ENV, s.DEFAULT_MAIL_FROM),
+            host=self.host,
+            port=self.port,
+            tls=self.tls.lower(),
+            user=self.user,
+            password=self.password,
+            sender=self.sender,
             recipients=self._recipients(),
             subject=subject,
             body=body,
@@ -117,22 +110,37 @@ class AlertMailer(dg.ConfigurableResource):
 class DagsterUi(dg.ConfigurableResource):
     """Where people open the Dagster UI, for links in alerts."""
 
-    base_url: str | None = Field(
-        default=None, description="Unset: RANKING_DAGSTER_UI_URL, else http://127.0.0.1:3000."
-    )
+    base_url: str = Field(default=DEFAULT_DAGSTER_UI_URL, description="RANKING_DAGSTER_UI_URL.")
 
     def run_url(self, run_id: str) -> str:
-        base = setting(self.base_url, s.DAGSTER_UI_URL_ENV, s.DEFAULT_DAGSTER_UI_URL)
-        return f"{base.rstrip('/')}/runs/{run_id}"
+        return f"{self.base_url.rstrip('/')}/runs/{run_id}"
+
+
+def notification_resources_from_environment() -> dict[str, dg.ConfigurableResource]:
+    settings.validate()
+    return {
+        "slack": BatchSlackResource(
+            token=from_environment("SLACK_BOT_TOKEN"),
+            base_url=from_environment("RANKING_SLACK_API_URL", DEFAULT_SLACK_API_URL),
+            channel=from_environment("RANKING_SLACK_CHANNEL", DEFAULT_SLACK_CHANNEL),
+        ),
+        "pagerduty": PagerDutyEvents(
+            routing_key=from_environment("PAGERDUTY_ROUTING_KEY"),
+            events_url=from_environment("RANKING_PAGERDUTY_EVENTS_URL", DEFAULT_PAGERDUTY_EVENTS_URL),
+        ),
+        "mail": AlertMailer(
+            host=from_environment("RANKING_SMTP_HOST"),
+            port=from_environment("RANKING_SMTP_PORT", 587, integer=True),
+            tls=from_environment("RANKING_SMTP_TLS", "starttls"),
+            user=from_environment("RANKING_SMTP_USER"),
+            password=from_environment("RANKING_SMTP_PASSWORD"),
+            sender=from_environment("RANKING_ALERT_MAIL_FROM", DEFAULT_MAIL_FROM),
+            recipients=from_environment("RANKING_ALERT_MAIL_TO"),
+        ),
+        "dagster_ui": DagsterUi(base_url=from_environment("RANKING_DAGSTER_UI_URL", DEFAULT_DAGSTER_UI_URL)),
+    }
 
 
 @dg.definitions
 def notification_resources() -> dg.Definitions:
-    return dg.Definitions(
-        resources={
-            "slack": BatchSlackResource(),
-            "pagerduty": PagerDutyEvents(),
-            "mail": AlertMailer(),
-            "dagster_ui": DagsterUi(),
-        }
-    )
+    return dg.Definitions(resources=notification_resources_from_environment())

@@ -1,111 +1,170 @@
-"""Resources: the ranking database, the batch lock, the rankings cache and the upstream gate's setting."""
+"""Resources: the ranking database, Redis, the batch lock, the rankings cache and the upstream gate.
+
+Their settings come from the environment (lib/settings.py), read and checked once when the code location
+loads: a wrong value stops the load with one line. A set variable is handed to the resource as a
+``dg.EnvVar``, so the UI's resource view shows which variable configures what and never a secret; an unset
+one leaves the default. Clients are built once per run (or sensor tick), not per call.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
+from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import Engine
 
-from ranking_pipeline.lib.cache import (
-    CACHE_KEY_PATTERN_ENV,
-    DEFAULT_CACHE_KEY_PATTERN,
-    clear_keys,
-    redis_client,
-    redis_url_from_env,
-)
-from ranking_pipeline.lib.db import check_reachable, get_engine
+from ranking_pipeline.lib import settings
+from ranking_pipeline.lib.cache import DEFAULT_CACHE_KEY_PATTERN, clear_keys, redis_client
+from ranking_pipeline.lib.db import check_reachable, describe_url, get_engine
+from ranking_pipeline.lib.embedded_pg import embedded_database_url
 from ranking_pipeline.lib.gate import DEFAULT_GIVE_UP_AT_JST, parse_time_of_day
-from ranking_pipeline.lib.lock import DEFAULT_TTL_SECONDS, BatchLock, make_batch_lock
+from ranking_pipeline.lib.lock import (
+    DEFAULT_TTL_SECONDS,
+    BatchLock,
+    PostgresBatchLock,
+    RedisBatchLock,
+    lock_key,
+)
 from ranking_pipeline.lib.schema import ensure_output_tables, validate_input_tables
-from ranking_pipeline.lib.settings import setting
 
-GIVE_UP_AT_ENV = "RANKING_GATE_GIVE_UP_AT_JST"
+DEFAULT_EMBEDDED_PGDATA = ".ranking_pipeline/pgdata"
 
 
 class RankingDatabase(dg.ConfigurableResource):
-    """The PostgreSQL database with the input tables (users, orders) and the pipeline's tables.
+    """The PostgreSQL database with the input tables (users, orders) and the pipeline's tables."""
 
-    ``database_url`` unset: ``RANKING_DATABASE_URL`` from the environment, else the embedded server.
-    """
-
-    database_url: str | None = None
+    url: str | None = Field(
+        default=None,
+        description="RANKING_DATABASE_URL: postgresql://user:password@host:5432/db. Unset: the embedded server.",
+    )
+    embedded_pgdata: str = Field(
+        default=DEFAULT_EMBEDDED_PGDATA,
+        description="RANKING_EMBEDDED_PGDATA: data folder of the embedded PostgreSQL server (used without a URL).",
+    )
+    _ready: bool = PrivateAttr(default=False)
 
     def engine(self) -> Engine:
-        return get_engine(self.database_url)
+        """The database's engine (the embedded server is started or joined on first use)."""
+        return get_engine(self.url if self.url else embedded_database_url(self.embedded_pgdata))
+
+    def describe(self) -> str:
+        """Where the data lives, for people: the URL without its password, or the embedded server's folder."""
+        if self.url:
+            return describe_url(self.url)
+        return f"the embedded PostgreSQL in {Path(self.embedded_pgdata).expanduser().resolve()}"
 
     def ready_engine(self) -> Engine:
-        """An engine after checking the server answers, the inputs match the contract, outputs exist."""
+        """The engine, once per run after checking that the server answers, the input tables match the
+        contract and the output tables exist."""
         engine = self.engine()
-        check_reachable(engine)
-        with engine.connect() as connection:
-            validate_input_tables(connection)
-        ensure_output_tables(engine)
+        if not self._ready:
+            check_reachable(engine, self.describe())
+            with engine.connect() as connection:
+                validate_input_tables(connection)
+            ensure_output_tables(engine)
+            self._ready = True
         return engine
 
 
+class RankingRedis(dg.ConfigurableResource):
+    """Redis, for the batch lock and the rankings cache. Unset: the lock lives in the ranking database and
+    there is no cache to clear."""
+
+    url: str | None = Field(
+        default=None, description="RANKING_REDIS_URL: redis://host:6379/0. Unset: no Redis."
+    )
+    _client: object = PrivateAttr(default=None)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.url)
+
+    def client(self):
+        """One client (connection pool) per run or tick."""
+        if self._client is None:
+            self._client = redis_client(self.url)
+        return self._client
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
 class BatchLockResource(dg.ConfigurableResource):
-    """The distributed lock ``batch:lock:{process_id}`` (design 5.1).
+    """The distributed lock ``batch:lock:{process_id}`` (design 5.1): in Redis when it is configured, else in
+    the table ranking_batch_locks of the ranking database, so the embedded default is protected too."""
 
-    Redis at ``redis_url`` (unset: ``RANKING_REDIS_URL``) when configured, else a table in the ranking
-    database, so the embedded default is protected too.
-    """
-
-    redis_url: str | None = None
-    ttl_seconds: int = DEFAULT_TTL_SECONDS
+    redis: RankingRedis
+    ttl_seconds: int = Field(
+        default=DEFAULT_TTL_SECONDS, description="Expiry: 30 minutes, the batch's timeout."
+    )
 
     def for_process(self, process_id: str, engine: Engine) -> BatchLock:
-        return make_batch_lock(
-            process_id,
-            redis_url=redis_url_from_env(self.redis_url),
-            engine=engine,
-            ttl_seconds=self.ttl_seconds,
-        )
+        if self.redis.configured:
+            return RedisBatchLock(self.redis.client(), lock_key(process_id), self.ttl_seconds)
+        return PostgresBatchLock(engine, lock_key(process_id), self.ttl_seconds)
 
 
 class RankingCache(dg.ConfigurableResource):
-    """Redis keys derived from rankings, deleted after each new ranking commits.
+    """Redis keys derived from rankings, deleted after each new ranking commits."""
 
-    ``redis_url`` unset: ``RANKING_REDIS_URL``; no Redis, nothing to clear. ``key_pattern`` unset:
-    ``RANKING_CACHE_KEY_PATTERN``, else ``ranking:*``.
-    """
-
-    redis_url: str | None = None
-    key_pattern: str | None = None
+    redis: RankingRedis
+    key_pattern: str = Field(
+        default=DEFAULT_CACHE_KEY_PATTERN,
+        description="RANKING_CACHE_KEY_PATTERN: keys to delete (SCAN pattern).",
+    )
 
     def pattern(self) -> str:
-        return setting(self.key_pattern, CACHE_KEY_PATTERN_ENV, DEFAULT_CACHE_KEY_PATTERN)
+        return self.key_pattern
 
     def clear(self) -> int | None:
         """Delete the matching keys; None when no Redis is configured."""
-        url = redis_url_from_env(self.redis_url)
-        if not url:
-            return None
-        client = redis_client(url)
-        try:
-            return clear_keys(client, self.pattern())
-        finally:
-            client.close()
+        return clear_keys(self.redis.client(), self.key_pattern) if self.redis.configured else None
 
 
 class BatchGate(dg.ConfigurableResource):
-    """When automation stops waiting for BATCH-000: ``give_up_at_jst`` (HH:MM JST, the morning after D);
-    unset: ``RANKING_GATE_GIVE_UP_AT_JST``, else 09:00."""
+    """When automation stops waiting for BATCH-000 (HH:MM JST, the morning after D)."""
 
-    give_up_at_jst: str | None = None
+    give_up_at_jst: str = Field(
+        default=DEFAULT_GIVE_UP_AT_JST.strftime("%H:%M"),
+        description="RANKING_GATE_GIVE_UP_AT_JST: when the gate gives up waiting for BATCH-000 (HH:MM JST).",
+    )
 
     def give_up_at(self) -> dt.time:
-        configured = setting(self.give_up_at_jst, GIVE_UP_AT_ENV)
-        return parse_time_of_day(configured, source=GIVE_UP_AT_ENV) if configured else DEFAULT_GIVE_UP_AT_JST
+        return parse_time_of_day(self.give_up_at_jst, source="RANKING_GATE_GIVE_UP_AT_JST")
+
+
+def from_environment(name: str, default=None, *, integer: bool = False):
+    """``dg.EnvVar(name)`` when the variable is set (the UI shows its name, never its value), else default."""
+    if name not in settings.configured():
+        return default
+    return dg.EnvVar.int(name) if integer else dg.EnvVar(name)
+
+
+def project_resources() -> dict[str, dg.ConfigurableResource]:
+    """The project's data resources configured from the environment (checked first: one line if wrong)."""
+    settings.validate()
+    redis = RankingRedis(url=from_environment("RANKING_REDIS_URL"))
+    return {
+        "database": RankingDatabase(
+            url=from_environment("RANKING_DATABASE_URL"),
+            embedded_pgdata=from_environment("RANKING_EMBEDDED_PGDATA", DEFAULT_EMBEDDED_PGDATA),
+        ),
+        "redis": redis,
+        "batch_lock": BatchLockResource(redis=redis),
+        "ranking_cache": RankingCache(
+            redis=redis, key_pattern=from_environment("RANKING_CACHE_KEY_PATTERN", DEFAULT_CACHE_KEY_PATTERN)
+        ),
+        "batch_gate": BatchGate(
+            give_up_at_jst=from_environment(
+                "RANKING_GATE_GIVE_UP_AT_JST", DEFAULT_GIVE_UP_AT_JST.strftime("%H:%M")
+            )
+        ),
+    }
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(
-        resources={
-            "database": RankingDatabase(),
-            "batch_lock": BatchLockResource(),
-            "ranking_cache": RankingCache(),
-            "batch_gate": BatchGate(),
-        }
-    )
+    return dg.Definitions(resources=project_resources())

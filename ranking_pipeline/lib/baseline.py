@@ -11,7 +11,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 
-from ranking_pipeline.lib.dates import jst_midnight, window_start
+from ranking_pipeline.lib.business_date import jst_midnight, window_start
 
 BASELINE_TABLES = {
     "daily_order_aggregates": "baseline_daily_order_aggregates",

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from ranking_pipeline.lib.settings import setting
-
-REDIS_URL_ENV = "RANKING_REDIS_URL"
-CACHE_KEY_PATTERN_ENV = "RANKING_CACHE_KEY_PATTERN"
 DEFAULT_CACHE_KEY_PATTERN = "ranking:*"
-
-
-def redis_url_from_env(explicit: str | None = None) -> str | None:
-    return setting(explicit, REDIS_URL_ENV)
 
 
 def redis_client(url: str):

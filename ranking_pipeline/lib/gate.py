@@ -1,17 +1,15 @@
-"""The upstream gate (design 1): BATCH-001 for D starts at 03:00 JST only once BATCH-000 has aggregated
-every JST day of W(D); if that happens later, it starts then, until a give-up time; automation never starts
-a second run for one date (a person may)."""
+"""The upstream gate (design 1): BATCH-001 for D starts at 03:00 JST once BATCH-000 has aggregated every JST
+day of W(D); if that happens later, it starts then, until a give-up time. Automation starts at most one batch
+per date and never one for a date already ranked from the same aggregates (a person may always run a date)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 
-from ranking_pipeline.lib.dates import JST
+from ranking_pipeline.lib.business_date import JST, describe_days
 
 SCHEDULED_START_JST = dt.time(3, 0)
-# The sensor leaves the 03:00 tick to the schedule, then takes over.
-SENSOR_TAKES_OVER_JST = dt.time(3, 5)
 DEFAULT_GIVE_UP_AT_JST = dt.time(9, 0)
 
 
@@ -32,32 +30,33 @@ class GateDecision:
     gave_up: bool = False
 
 
-def _missing_text(missing_days: list[dt.date]) -> str:
-    shown = ", ".join(str(day) for day in missing_days[:5])
-    return shown + (f" and {len(missing_days) - 5} more" if len(missing_days) > 5 else "")
-
-
 def gate_decision(
     business_date: dt.date,
     now: dt.datetime,
     missing_days: list[dt.date],
-    launched_run_id: str | None,
+    already_done: str | None,
     give_up_at: dt.time = DEFAULT_GIVE_UP_AT_JST,
 ) -> GateDecision:
-    """Whether automation should start BATCH-001 for ``business_date`` at ``now``."""
-    if launched_run_id:
+    """Whether automation should start BATCH-001 for ``business_date`` at ``now``.
+
+    ``already_done`` says why no batch is needed (one was started automatically, or D is already ranked
+    from the same aggregates); None when a batch is needed.
+    """
+    local = now.astimezone(JST)
+    if local.time() < SCHEDULED_START_JST:
         return GateDecision(
-            False, f"BATCH-001 for {business_date} was already started automatically (run {launched_run_id})"
+            False, f"before {SCHEDULED_START_JST:%H:%M} JST: BATCH-001 for {business_date} starts at 03:00"
         )
+    if already_done:
+        return GateDecision(False, f"BATCH-001 for {business_date}: {already_done}")
     if not missing_days:
         return GateDecision(
             True, f"every day of W({business_date}) is aggregated: starting BATCH-001 for {business_date}"
         )
     waiting = (
-        f"BATCH-000 has not finished: daily_order_aggregates lacks {_missing_text(missing_days)} "
+        f"BATCH-000 has not finished: daily_order_aggregates lacks {describe_days(missing_days)} "
         f"of W({business_date})"
     )
-    local = now.astimezone(JST)
     give_up = dt.datetime.combine(business_date + dt.timedelta(days=1), give_up_at, tzinfo=JST)
     if local >= give_up:
         return GateDecision(

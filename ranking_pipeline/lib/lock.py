@@ -1,32 +1,48 @@
 """The distributed batch lock of design 5.1: key ``batch:lock:{process_id}``, expiry 30 minutes.
 
-Two backends with one behaviour: Redis (``SET key value NX PX``; released or checked only with the
-holder's token) when a Redis URL is configured, and a PostgreSQL table otherwise, so the embedded default is
-protected too. A holder that cannot get the lock learns who has it (run, since when, where). The lock is
-released explicitly (``finally``) and otherwise expires, so a killed run frees it after the expiry.
+Two backends with one behaviour: Redis (a Lua script per operation, on the server's clock) when Redis is
+configured, and the table ``ranking_batch_locks`` of the ranking database otherwise (the embedded default is
+protected too).
 
-``verify(token, connection)`` is the fencing check run inside the writer's transaction just before commit:
-a writer that outlived its lock (expired, and maybe taken by a newer run) must not commit over the newer one.
-With the PostgreSQL backend it also locks the lock row ``FOR SHARE`` in that transaction, so nobody can take
-the lock over between the check and the commit.
+A holder keeps the lock alive with a heartbeat: every 20 s it renews a 60 s lease. So a holder that is gone
+(process killed, machine lost) loses the lock within a minute, and nobody waits out the 30 minutes, which
+stay the upper bound of any holding. A new holder takes the lock when it is free, when the holder's lease
+has lapsed, when the holder is the same Dagster run (a step retry), or when the holder's run is known to have
+ended (a re-execution). Two live holders are impossible: taking over is one atomic statement that checks all
+of this. Releasing never raises: it is retried, and if it still fails the stopped heartbeat lets the lease
+lapse within a minute.
+
+``verify(token, connection)`` is the fencing check run inside the writer's transaction just before commit: a
+writer that lost its lock (lease lapsed, taken over) must not commit over the new holder. With the PostgreSQL
+backend it also locks the lock row ``FOR SHARE`` in that transaction, so nobody can take the lock between
+the check and the commit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import socket
+import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-DEFAULT_TTL_SECONDS = 30 * 60  # = the batch's timeout
+from ranking_pipeline.lib.errors import TransientError
+
+DEFAULT_TTL_SECONDS = 30 * 60  # = the batch's timeout: no holding lasts longer
+DEFAULT_LEASE_SECONDS = 60  # a silent holder loses the lock within this
+RELEASE_ATTEMPTS = 3
+
+logger = logging.getLogger("ranking_pipeline.lock")
 
 
 def lock_key(process_id: str) -> str:
@@ -40,6 +56,8 @@ class LockHolder:
     acquired_at: str  # ISO 8601, UTC
     host: str
     pid: int
+    lease_until: str = ""  # ISO 8601, UTC: lost unless renewed by then
+    expires_at: str = ""  # ISO 8601, UTC: the 30-minute upper bound
 
     def describe(self) -> str:
         return f"run {self.run_id} (host {self.host}, pid {self.pid}) since {self.acquired_at}"
@@ -49,181 +67,287 @@ class LockHeldError(RuntimeError):
     """Somebody else holds the lock; the message names them."""
 
 
-class LockLostError(RuntimeError):
-    """The fencing check failed: this writer no longer holds the lock, so it must not commit."""
+class LockLostError(TransientError):
+    """The fencing check failed: this writer no longer holds the lock, so it must not commit (a retry takes
+    the lock again if it is free)."""
 
 
-def new_holder(run_id: str) -> LockHolder:
-    return LockHolder(
-        token=uuid.uuid4().hex,
-        run_id=run_id,
-        acquired_at=dt.datetime.now(tz=dt.UTC).isoformat(timespec="seconds"),
-        host=socket.gethostname(),
-        pid=os.getpid(),
-    )
+def _utc(value: dt.datetime | float) -> str:
+    if isinstance(value, int | float):
+        value = dt.datetime.fromtimestamp(value, tz=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
 class BatchLock(ABC):
-    """One named lock with an expiry."""
+    """One named lock with a lease and an expiry."""
 
     backend: str
 
-    def __init__(self, key: str, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
+    def __init__(
+        self, key: str, ttl_seconds: int = DEFAULT_TTL_SECONDS, lease_seconds: int = DEFAULT_LEASE_SECONDS
+    ) -> None:
         self.key = key
         self.ttl_seconds = ttl_seconds
+        self.lease_seconds = min(lease_seconds, ttl_seconds)
 
     @abstractmethod
-    def try_acquire(self, holder: LockHolder) -> LockHolder | None:
-        """Take the lock for ``holder``; None if taken, else the current holder (someone else)."""
+    def _take(self, token: str, run_id: str, host: str, pid: int, ended_token: str | None) -> bool:
+        """Atomically take the lock if free, lapsed, held by ``run_id`` or by ``ended_token``."""
 
     @abstractmethod
-    def release(self, token: str) -> bool:
-        """Release if ``token`` still holds it; True if released, False if it was not ours any more."""
+    def renew(self, token: str) -> bool:
+        """Extend the lease (never past the expiry) while ``token`` holds the lock; False if it does not."""
 
     @abstractmethod
-    def current_holder(self) -> LockHolder | None: ...
+    def _delete(self, token: str | None) -> bool:
+        """Delete the lock if ``token`` holds it (any holder when None); True if a lock was deleted."""
+
+    @abstractmethod
+    def current_holder(self) -> LockHolder | None:
+        """The live holder (lease and expiry not passed), or None."""
 
     @abstractmethod
     def verify(self, token: str, connection: Connection | None = None) -> None:
         """Raise LockLostError unless ``token`` still holds the lock (run inside the writer's transaction)."""
 
-    def acquire(self, run_id: str) -> LockHolder:
-        holder = new_holder(run_id)
-        current = self.try_acquire(holder)
-        if current is not None:
-            raise LockHeldError(
-                f"lock {self.key} ({self.backend}) is held by {current.describe()}; "
-                f"not starting, nothing was written. It is released when that run ends, or expires "
-                f"{self.ttl_seconds // 60} minutes after it was taken"
-            )
+    def acquire(self, run_id: str, run_ended: Callable[[str], bool] | None = None) -> LockHolder:
+        """Take the lock for ``run_id`` or raise LockHeldError naming the live holder.
+
+        ``run_ended(run_id)`` tells whether another holder's run is known to have finished (its lock is then
+        taken over at once instead of waiting for its lease to lapse)."""
+        token, host, pid = uuid.uuid4().hex, socket.gethostname(), os.getpid()
+        for _ in range(3):  # the holder may change between the two reads: look again
+            current = self.current_holder()
+            ended = current.token if current and run_ended and run_ended(current.run_id) else None
+            if self._take(token, run_id, host, pid, ended):
+                return self.current_holder() or LockHolder(token, run_id, _utc(time.time()), host, pid)
+            holder = self.current_holder()
+            if holder is not None:
+                raise LockHeldError(
+                    f"lock {self.key} ({self.backend}) is held by {holder.describe()}, alive (lease until "
+                    f"{holder.lease_until}); not starting, nothing was written. It is released when that run "
+                    f"ends, taken over within {self.lease_seconds} s if its process is gone, and expires at "
+                    f"{holder.expires_at} at the latest"
+                )
+        raise LockHeldError(f"lock {self.key} ({self.backend}) changed hands repeatedly; not starting")
+
+    def release(self, token: str) -> bool:
+        """Release if ``token`` still holds it: True if released, False if it was not ours any more (or the
+        store could not be reached after retries; the lease then lapses within a minute). Never raises."""
+        for attempt in range(1, RELEASE_ATTEMPTS + 1):
+            try:
+                return self._delete(token)
+            except Exception as error:
+                logger.warning(
+                    f"releasing lock {self.key} failed (attempt {attempt} of {RELEASE_ATTEMPTS}): "
+                    f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+                )
+                time.sleep(attempt)
+        return False
+
+    def force_release(self) -> LockHolder | None:
+        """Remove the lock whoever holds it (operators only); returns the holder that was removed."""
+        holder = self.current_holder()
+        self._delete(None)
         return holder
 
     @contextmanager
-    def hold(self, run_id: str) -> Iterator[LockHolder]:
-        """Hold the lock for the block; released in ``finally`` (a killed process leaves it to expire)."""
-        holder = self.acquire(run_id)
+    def held(self, run_id: str, run_ended: Callable[[str], bool] | None = None) -> Iterator[LockHolder]:
+        """Hold the lock for the block, renewing its lease in the background; released afterwards."""
+        holder = self.acquire(run_id, run_ended)
+        stop = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._heartbeat, args=(holder.token, stop), name=f"heartbeat {self.key}", daemon=True
+        )
+        heartbeat.start()
         try:
             yield holder
         finally:
+            stop.set()
+            heartbeat.join(timeout=5)
             self.release(holder.token)
+
+    def _heartbeat(self, token: str, stop: threading.Event) -> None:
+        interval = self.lease_seconds / 3  # two beats may fail before the lease lapses
+        while not stop.wait(interval):
+            try:
+                if not self.renew(token):
+                    logger.error(f"lock {self.key}: lost (its lease lapsed and it was taken or expired)")
+                    return
+            except Exception as error:  # a store outage: try again next beat, the lease has room for two
+                logger.warning(f"lock {self.key}: renewing the lease failed: {type(error).__name__}: {error}")
 
 
 # --- Redis ------------------------------------------------------------------------------------------
 
-# Delete or read only when the stored holder carries our token.
-_RELEASE_IF_OWNER = """
+# Every operation is one script, on Redis's own clock (milliseconds since the epoch).
+_NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)"
+_TAKE = (
+    _NOW
+    + """
 local value = redis.call('GET', KEYS[1])
-if value and cjson.decode(value)['token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if value then
+  local holder = cjson.decode(value)
+  if holder['run_id'] ~= ARGV[2] and holder['token'] ~= ARGV[5] then return 0 end
+end
+local lease, expires = tonumber(ARGV[6]), now + tonumber(ARGV[7])
+local record = {token = ARGV[1], run_id = ARGV[2], host = ARGV[3], pid = tonumber(ARGV[4]),
+                acquired_ms = now, lease_ms = now + lease, expires_ms = expires}
+redis.call('SET', KEYS[1], cjson.encode(record), 'PX', lease)
+return 1
+"""
+)
+_RENEW = (
+    _NOW
+    + """
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+local holder = cjson.decode(value)
+if holder['token'] ~= ARGV[1] or now >= holder['expires_ms'] then return 0 end
+local lease = math.min(tonumber(ARGV[2]), holder['expires_ms'] - now)
+holder['lease_ms'] = now + lease
+redis.call('SET', KEYS[1], cjson.encode(holder), 'PX', lease)
+return 1
+"""
+)
+_DELETE = """
+local value = redis.call('GET', KEYS[1])
+if value and (ARGV[1] == '' or cjson.decode(value)['token'] == ARGV[1]) then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
 
 class RedisBatchLock(BatchLock):
+    """The key expires with the lease, so a lapsed holder simply disappears."""
+
     backend = "redis"
 
-    def __init__(self, client, key: str, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
-        super().__init__(key, ttl_seconds)
+    def __init__(self, client, key: str, ttl_seconds: int = DEFAULT_TTL_SECONDS, **kwargs) -> None:
+        super().__init__(key, ttl_seconds, **kwargs)
         self.client = client
-        self._release = client.register_script(_RELEASE_IF_OWNER)
+        self._take_script = client.register_script(_TAKE)
+        self._renew_script = client.register_script(_RENEW)
+        self._delete_script = client.register_script(_DELETE)
 
-    def try_acquire(self, holder: LockHolder) -> LockHolder | None:
-        value = json.dumps(asdict(holder))
-        if self.client.set(self.key, value, nx=True, px=self.ttl_seconds * 1000):
-            return None
-        return self.current_holder() or self.try_acquire(holder)  # expired in between: try again
+    def _take(self, token, run_id, host, pid, ended_token) -> bool:
+        args = [
+            token,
+            run_id,
+            host,
+            pid,
+            ended_token or "-",
+            self.lease_seconds * 1000,
+            self.ttl_seconds * 1000,
+        ]
+        return bool(self._take_script(keys=[self.key], args=args))
 
-    def release(self, token: str) -> bool:
-        return bool(self._release(keys=[self.key], args=[token]))
+    def renew(self, token: str) -> bool:
+        return bool(self._renew_script(keys=[self.key], args=[token, self.lease_seconds * 1000]))
+
+    def _delete(self, token: str | None) -> bool:
+        return bool(self._delete_script(keys=[self.key], args=[token or ""]))
 
     def current_holder(self) -> LockHolder | None:
         value = self.client.get(self.key)
-        return LockHolder(**json.loads(value)) if value else None
+        if not value:
+            return None
+        record = json.loads(value)
+        return LockHolder(
+            token=record["token"],
+            run_id=record["run_id"],
+            acquired_at=_utc(record["acquired_ms"] / 1000),
+            host=record["host"],
+            pid=int(record["pid"]),
+            lease_until=_utc(record["lease_ms"] / 1000),
+            expires_at=_utc(record["expires_ms"] / 1000),
+        )
 
     def verify(self, token: str, connection: Connection | None = None) -> None:
         current = self.current_holder()
         if current is None or current.token != token:
-            now_held = f"now held by {current.describe()}" if current else "expired"
+            now_held = f"now held by {current.describe()}" if current else "lapsed"
             raise LockLostError(f"lock {self.key} is no longer ours ({now_held}); not committing")
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------
 
-metadata = sa.MetaData()
-batch_locks = sa.Table(
-    "ranking_batch_locks",
-    metadata,
-    sa.Column("lock_key", sa.Text, primary_key=True),
-    sa.Column("token", sa.Text, nullable=False),
-    sa.Column("run_id", sa.Text, nullable=False),
-    sa.Column("host", sa.Text, nullable=False),
-    sa.Column("pid", sa.Integer, nullable=False),
-    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-# Insert, or take over an expired row, atomically; returns a row only if we got the lock.
-_ACQUIRE = sa.text(
+# Insert, or take over a lapsed, expired, same-run or ended-run row, atomically; a row only if we got it.
+_TAKE_ROW = sa.text(
     """
-    INSERT INTO ranking_batch_locks (lock_key, token, run_id, host, pid, acquired_at, expires_at)
-    VALUES (:key, :token, :run_id, :host, :pid, now(), now() + make_interval(secs => :ttl))
+    INSERT INTO ranking_batch_locks AS held
+        (lock_key, token, run_id, host, pid, acquired_at, expires_at, lease_until)
+    VALUES (:key, :token, :run_id, :host, :pid, now(), now() + make_interval(secs => :ttl),
+            now() + make_interval(secs => :lease))
     ON CONFLICT (lock_key) DO UPDATE SET
         token = EXCLUDED.token, run_id = EXCLUDED.run_id, host = EXCLUDED.host, pid = EXCLUDED.pid,
-        acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at
-    WHERE ranking_batch_locks.expires_at <= now()
-    RETURNING acquired_at
+        acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at, lease_until = EXCLUDED.lease_until
+    WHERE held.expires_at <= now() OR coalesce(held.lease_until, held.expires_at) <= now()
+       OR held.run_id = :run_id OR held.token = :ended_token
+    RETURNING token
     """
 )
+_RENEW_ROW = sa.text(
+    "UPDATE ranking_batch_locks SET lease_until = least(now() + make_interval(secs => :lease), expires_at) "
+    "WHERE lock_key = :key AND token = :token AND expires_at > now()"
+)
 _HOLDER = sa.text(
-    "SELECT token, run_id, acquired_at, host, pid FROM ranking_batch_locks "
-    "WHERE lock_key = :key AND expires_at > now()"
+    "SELECT token, run_id, acquired_at, host, pid, coalesce(lease_until, expires_at), expires_at "
+    "FROM ranking_batch_locks WHERE lock_key = :key "
+    "AND expires_at > now() AND coalesce(lease_until, expires_at) > now()"
 )
 _VERIFY = sa.text(
-    "SELECT 1 FROM ranking_batch_locks WHERE lock_key = :key AND token = :token AND expires_at > now() "
-    "FOR SHARE"
+    "SELECT 1 FROM ranking_batch_locks WHERE lock_key = :key AND token = :token "
+    "AND expires_at > now() AND coalesce(lease_until, expires_at) > now() FOR SHARE"
 )
+_DELETE_OURS = sa.text("DELETE FROM ranking_batch_locks WHERE lock_key = :key AND token = :token")
+_DELETE_ANY = sa.text("DELETE FROM ranking_batch_locks WHERE lock_key = :key")
 
 
 class PostgresBatchLock(BatchLock):
+    """The row stays after a holder lapses; the next taker overwrites it in one statement."""
+
     backend = "postgresql"
 
-    def __init__(self, engine: Engine, key: str, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
-        super().__init__(key, ttl_seconds)
+    def __init__(self, engine: Engine, key: str, ttl_seconds: int = DEFAULT_TTL_SECONDS, **kwargs) -> None:
+        super().__init__(key, ttl_seconds, **kwargs)
         self.engine = engine
-        with engine.begin() as connection:
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('ranking_batch_locks'))"))
-            metadata.create_all(connection, checkfirst=True)
 
-    def try_acquire(self, holder: LockHolder) -> LockHolder | None:
+    def _take(self, token, run_id, host, pid, ended_token) -> bool:
         with self.engine.begin() as connection:
-            acquired = connection.execute(
-                _ACQUIRE,
+            taken = connection.execute(
+                _TAKE_ROW,
                 {
                     "key": self.key,
-                    "token": holder.token,
-                    "run_id": holder.run_id,
-                    "host": holder.host,
-                    "pid": holder.pid,
+                    "token": token,
+                    "run_id": run_id,
+                    "host": host,
+                    "pid": pid,
                     "ttl": self.ttl_seconds,
+                    "lease": self.lease_seconds,
+                    "ended_token": ended_token or "-",
                 },
             ).one_or_none()
-        return None if acquired else self.current_holder() or self.try_acquire(holder)
+        return taken is not None
 
-    def release(self, token: str) -> bool:
+    def renew(self, token: str) -> bool:
         with self.engine.begin() as connection:
-            deleted = connection.execute(
-                sa.delete(batch_locks).where(batch_locks.c.lock_key == self.key, batch_locks.c.token == token)
+            renewed = connection.execute(
+                _RENEW_ROW, {"key": self.key, "token": token, "lease": self.lease_seconds}
             )
-        return deleted.rowcount == 1
+        return renewed.rowcount == 1
+
+    def _delete(self, token: str | None) -> bool:
+        statement = _DELETE_OURS if token else _DELETE_ANY
+        with self.engine.begin() as connection:
+            return connection.execute(statement, {"key": self.key, "token": token}).rowcount == 1
 
     def current_holder(self) -> LockHolder | None:
         with self.engine.connect() as connection:
             row = connection.execute(_HOLDER, {"key": self.key}).one_or_none()
         if row is None:
             return None
-        token, run_id, acquired_at, host, pid = row
-        return LockHolder(
-            token, run_id, acquired_at.astimezone(dt.UTC).isoformat(timespec="seconds"), host, pid
-        )
+        token, run_id, acquired_at, host, pid, lease_until, expires_at = row
+        return LockHolder(token, run_id, _utc(acquired_at), host, pid, _utc(lease_until), _utc(expires_at))
 
     def verify(self, token: str, connection: Connection | None = None) -> None:
         if connection is None:
@@ -231,18 +355,6 @@ class PostgresBatchLock(BatchLock):
                 return self.verify(token, own)
         if connection.execute(_VERIFY, {"key": self.key, "token": token}).one_or_none() is None:
             current = self.current_holder()
-            now_held = f"now held by {current.describe()}" if current else "expired"
+            now_held = f"now held by {current.describe()}" if current else "lapsed"
             raise LockLostError(f"lock {self.key} is no longer ours ({now_held}); not committing")
         return None
-
-
-def make_batch_lock(
-    process_id: str, *, redis_url: str | None, engine: Engine, ttl_seconds: int = DEFAULT_TTL_SECONDS
-) -> BatchLock:
-    """Redis when ``redis_url`` is given, the ranking database otherwise."""
-    if redis_url:
-        import redis
-
-        client = redis.Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=10)
-        return RedisBatchLock(client, lock_key(process_id), ttl_seconds)
-    return PostgresBatchLock(engine, lock_key(process_id), ttl_seconds)

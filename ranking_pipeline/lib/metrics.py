@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ranking_pipeline.lib.dates import JST
+from ranking_pipeline.lib.business_date import JST
 
 SUCCESS, FAILURE = "SUCCESS", "FAILURE"
 DURATION_WINDOW_DAYS = 30

@@ -15,14 +15,15 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ranking_pipeline.lib.dates import jst_midnight, window_days
+from ranking_pipeline.lib.business_date import check_aggregation_days, jst_midnight, window_days
+from ranking_pipeline.lib.errors import TransientError
 from ranking_pipeline.lib.ranges import UserIdRange
 
 LOCK_TIMEOUT = "10s"
 LOCK_NOT_AVAILABLE = "55P03"
 
 
-class LockTimeoutError(RuntimeError):
+class LockTimeoutError(TransientError):
     """A statement waited longer than the lock timeout for a lock another session holds."""
 
 
@@ -67,30 +68,40 @@ _INSERT_AGGREGATE_DAYS = sa.text(
         FROM orders AS o
         WHERE o.status = 'completed' AND o.ordered_at >= :start_at AND o.ordered_at < :end_at
         GROUP BY 1, 2
-        RETURNING agg_date
+        RETURNING agg_date, order_count, total_amount
     )
-    SELECT agg_date, count(*) FROM inserted GROUP BY agg_date
+    SELECT agg_date, count(*), max(total_amount), max(order_count) FROM inserted GROUP BY agg_date
     """
 )
 
 
+@dataclass(frozen=True)
+class AggregatedDay:
+    rows: int
+    max_total_amount: Decimal | None  # the largest per-user sum of the day
+    max_order_count: int | None
+
+
 def replace_daily_aggregates(
     connection: Connection, first_day: dt.date, last_day: dt.date
-) -> dict[dt.date, int]:
-    """Replace the aggregates of the JST days first_day..last_day (inclusive); rows written per day."""
+) -> dict[dt.date, AggregatedDay]:
+    """Replace the aggregates of the JST days first_day..last_day (inclusive); what was written per day.
+
+    A day that has not ended yet in JST is refused: its orders are still arriving."""
+    check_aggregation_days(first_day, last_day)
     days = {"first_day": first_day, "last_day": last_day}
     connection.execute(_LOCK_AGGREGATE_DAYS, days)
     connection.execute(_DELETE_AGGREGATE_DAYS, days)
-    counts = dict(
-        connection.execute(
+    written = {
+        day: AggregatedDay(rows, max_total, max_count)
+        for day, rows, max_total, max_count in connection.execute(
             _INSERT_AGGREGATE_DAYS,
             {"start_at": jst_midnight(first_day), "end_at": jst_midnight(last_day + dt.timedelta(days=1))},
         ).all()
-    )
-    span = (last_day - first_day).days + 1
-    return {
-        first_day + dt.timedelta(days=i): counts.get(first_day + dt.timedelta(days=i), 0) for i in range(span)
     }
+    span = (last_day - first_day).days + 1
+    empty = AggregatedDay(0, None, None)
+    return {day: written.get(day, empty) for day in (first_day + dt.timedelta(days=i) for i in range(span))}
 
 
 # --- user_scores -------------------------------------------------------------------------------------

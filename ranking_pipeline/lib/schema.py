@@ -51,6 +51,30 @@ partition_runs = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("error", sa.Text),
+    # aggregated days: the largest per-user sum and count of the day (bounds the window's sums cheaply)
+    sa.Column("max_total_amount", sa.Numeric(14, 2)),
+    sa.Column("max_order_count", sa.BigInteger),
+)
+
+# The PostgreSQL backend of the batch lock (lib/lock.py): one row per lock key.
+batch_locks = sa.Table(
+    "ranking_batch_locks",
+    metadata,
+    sa.Column("lock_key", sa.Text, primary_key=True),
+    sa.Column("token", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+)
+
+# Columns added after the first release, for databases created by it: (table, column, type).
+_ADDED_COLUMNS = (
+    ("ranking_batch_locks", "lease_until", "TIMESTAMPTZ"),
+    ("ranking_partition_runs", "max_total_amount", "NUMERIC(14,2)"),
+    ("ranking_partition_runs", "max_order_count", "BIGINT"),
 )
 
 # Columns the pipeline reads from the upstream tables, with the type family each must have.
@@ -73,10 +97,23 @@ class InputSchemaError(RuntimeError):
 
 
 def ensure_output_tables(engine: Engine) -> None:
-    """Create the output and state tables if they are missing (never alters existing ones)."""
+    """Create the output and state tables if they are missing, and add the columns later releases need to
+    tables an earlier release created (nothing else about an existing table is changed)."""
     with engine.begin() as connection:
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_ADVISORY_LOCK_ID})
         metadata.create_all(connection, checkfirst=True)
+        existing = {
+            (table, column)
+            for table, column in connection.execute(
+                sa.text(
+                    "SELECT table_name, column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema()"
+                )
+            )
+        }
+        for table, column, type_name in _ADDED_COLUMNS:
+            if (table, column) not in existing:  # names are the constants above
+                connection.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {type_name}"))
 
 
 def validate_input_tables(connection: Connection) -> None:

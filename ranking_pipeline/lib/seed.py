@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ranking_pipeline.lib import schema
-from ranking_pipeline.lib.dates import jst_midnight
+from ranking_pipeline.lib.business_date import jst_midnight
 
 SEED_DAYS = 31
 DERIVED_TABLES = [table.name for table in schema.metadata.sorted_tables]

@@ -79,8 +79,10 @@ def mark_completed(
     run_id: str,
     row_count: int,
     input_fingerprint: str | None = None,
+    **extra,
 ) -> None:
-    """Record success inside the caller's transaction (the one that wrote the data)."""
+    """Record success inside the caller's transaction (the one that wrote the data); ``extra``: more columns
+    (e.g. an aggregated day's max_total_amount and max_order_count)."""
     statement = (
         sa.update(partition_runs)
         .where(
@@ -95,6 +97,7 @@ def mark_completed(
             input_fingerprint=input_fingerprint,
             finished_at=_now(),
             error=None,
+            **extra,
         )
     )
     if connection.execute(statement).rowcount == 0:
@@ -111,6 +114,7 @@ def mark_completed(
                 "started_at": _now(),
                 "finished_at": _now(),
                 "error": None,
+                **extra,
             },
         )
 

@@ -1,5 +1,5 @@
-"""What the ranking assets share: the retry policy, the business date of a run, column schemas, and the
-logged, locked frame every writing step runs in."""
+"""What the ranking assets share: the retry policy, column schemas, which failures are retried, and the logged,
+locked frame every writing step runs in."""
 
 from __future__ import annotations
 
@@ -14,31 +14,63 @@ import dagster as dg
 from dagster._core.errors import DagsterExecutionInterruptedError
 from sqlalchemy.engine import Connection
 
-from ranking_pipeline.constants import BUSINESS_DATE_TAG
-from ranking_pipeline.lib.dates import JST, parse_business_date, yesterday_jst
+from ranking_pipeline.lib.business_date import JST, dates_of_partition_keys, tagged_business_date
+from ranking_pipeline.lib.errors import is_transient, one_line
 from ranking_pipeline.lib.lock import BatchLock, LockHeldError
 
-# Design 4: retried automatically up to 3 times, 1 minute apart.
+# Design 4: retried automatically up to 3 times, 1 minute apart (only what a retry can fix: see lib/errors.py).
 BATCH_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=60)
-
-
-def business_date_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> dt.date:
-    """D for this run: the run's business-date tag, else the last complete JST day when the run was created.
-
-    Taking the run's creation time (not the clock) keeps D stable across step retries around midnight.
-    """
-    tagged = context.run.tags.get(BUSINESS_DATE_TAG)
-    if tagged:
-        return parse_business_date(tagged, source=f"run tag {BUSINESS_DATE_TAG}")
-    record = context.instance.get_run_record_by_id(context.run.run_id)
-    created = record.create_timestamp if record else dt.datetime.now(tz=JST)
-    return yesterday_jst(created)
 
 
 def column_schema(*columns: tuple[str, str, str]) -> dg.TableSchema:
     return dg.TableSchema(
         columns=[dg.TableColumn(name, type_name, description=text) for name, type_name, text in columns]
     )
+
+
+def as_step_failure(error: BaseException) -> BaseException:
+    """The exception a step should raise: transient errors as they are (the RetryPolicy retries them),
+    anything else as a Failure that is not retried, described in one line and chained to the original."""
+    if isinstance(error, dg.Failure) or is_transient(error):
+        return error
+    failure = dg.Failure(description=one_line(error), allow_retries=False)
+    failure.__cause__ = error
+    return failure
+
+
+@contextmanager
+def failures_classified() -> Iterator[None]:
+    """Around a step's body: deterministic errors end the step at once (no retries), transient ones retry."""
+    try:
+        yield
+    except (DagsterExecutionInterruptedError, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        converted = as_step_failure(error)
+        if converted is error:
+            raise
+        raise converted from error
+
+
+def run_business_dates(context: dg.AssetExecutionContext) -> list[dt.date]:
+    """The business dates a run computes, from its partitions; a date tag on the run must name one of them."""
+    dates = dates_of_partition_keys(list(context.partition_keys))
+    tagged = tagged_business_date(context.run.tags)
+    if tagged is not None and tagged not in dates:
+        shown = ", ".join(str(day) for day in dates[:3]) + (" ..." if len(dates) > 3 else "")
+        raise ValueError(
+            f"the run tag ranking/business_date={tagged} disagrees with the run's partitions ({shown}); "
+            "pick the date in the partition picker and remove the tag; nothing was written"
+        )
+    return dates
+
+
+def run_includes_check(context: dg.AssetExecutionContext, check_key: dg.AssetCheckKey) -> bool:
+    """Whether this run evaluates ``check_key`` (before this step, when the step's asset depends on it)."""
+    if check_key not in context.job_def.asset_layer.asset_graph.asset_check_keys:
+        return False
+    selected = context.run.asset_check_selection
+    return selected is None or check_key in selected
 
 
 @dataclass
@@ -81,8 +113,13 @@ def batch_step(
             f"duration {time.monotonic() - started:.2f} s, status {status}"
         )
 
+    def run_ended(other_run_id: str) -> bool:
+        other = context.instance.get_run_by_id(other_run_id)
+        return other is not None and other.is_finished
+
+    holding = lock.held(run_id, run_ended)
     try:
-        holder = lock.acquire(run_id)
+        holder = holding.__enter__()
     except LockHeldError as error:
         context.log.error(f"{name}: {error}")
         log_end("FAILURE (lock held)", 0)
@@ -96,15 +133,18 @@ def batch_step(
         # itself can be interrupted now.
         raise dg.Failure(description=f"{name} stopped: the run was terminated", allow_retries=False) from None
     except Exception as error:
-        attempt = context.retry_number + 1
+        converted = as_step_failure(error)
+        retried = converted is error and not isinstance(error, dg.Failure)
         context.log.error(
-            f"{name} error #{attempt} of this step (retries allowed: {BATCH_RETRY_POLICY.max_retries}): "
-            f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+            f"{name} error #{context.retry_number + 1} of this step "
+            f"({'retried' if retried else 'not retried: a retry cannot fix it'}): {one_line(error)}\n"
+            f"{traceback.format_exc()}"
         )
         log_end("FAILURE", step.processed)
-        raise
+        if converted is error:
+            raise
+        raise converted from error
     else:
         log_end("SUCCESS", step.processed)
     finally:
-        if not lock.release(holder.token):
-            context.log.warning(f"{name}: lock {lock.key} was no longer ours when releasing it (expired?)")
+        holding.__exit__(None, None, None)  # stops the heartbeat and releases (never raises)

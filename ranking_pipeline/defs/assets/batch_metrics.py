@@ -1,28 +1,45 @@
 import base64
 import datetime as dt
+from collections import defaultdict
 
 import dagster as dg
 
-from ranking_pipeline.constants import ASSET_GROUP, BATCH_001_JOB, OWNERS
+from ranking_pipeline.constants import ASSET_GROUP, BATCH_001_JOBS, BATCH_ID_TAG, OWNERS
 from ranking_pipeline.defs.resources import RankingDatabase
 from ranking_pipeline.lib import metrics
-from ranking_pipeline.lib.dates import JST
+from ranking_pipeline.lib.business_date import JST
 
 RUN_HISTORY_LIMIT = 5000
 
 
-def _run_facts(instance: dg.DagsterInstance) -> list[metrics.RunFact]:
-    records = instance.get_run_records(dg.RunsFilter(job_name=BATCH_001_JOB), limit=RUN_HISTORY_LIMIT)
+def _batch_facts(instance: dg.DagsterInstance) -> list[metrics.RunFact]:
+    """One fact per BATCH-001 batch (its scoring and ranking runs together; a run outside a batch alone)."""
+    by_batch: dict[str, list[dg.RunRecord]] = defaultdict(list)
+    for job_name in BATCH_001_JOBS:
+        for record in instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=RUN_HISTORY_LIMIT):
+            by_batch[record.dagster_run.tags.get(BATCH_ID_TAG) or record.dagster_run.run_id].append(record)
 
     def when(timestamp: float | None) -> dt.datetime | None:
         return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC) if timestamp else None
 
-    return [
-        metrics.RunFact(
-            r.dagster_run.run_id, r.dagster_run.status.value, when(r.start_time), when(r.end_time)
+    facts = []
+    for batch_id, records in by_batch.items():
+        statuses = {r.dagster_run.status.value for r in records}
+        status = next(
+            (s for s in ("FAILURE", "CANCELED", "STARTED", "QUEUED", "STARTING") if s in statuses), "SUCCESS"
         )
-        for r in records
-    ]
+        starts = [r.start_time for r in records if r.start_time]
+        ends = [r.end_time for r in records if r.end_time]
+        finished = status in ("SUCCESS", "FAILURE", "CANCELED")
+        facts.append(
+            metrics.RunFact(
+                batch_id,
+                status,
+                when(min(starts) if starts else None),
+                when(max(ends) if ends and finished else None),
+            )
+        )
+    return facts
 
 
 @dg.asset(
@@ -34,12 +51,12 @@ def batch_metrics(context: dg.AssetExecutionContext, database: RankingDatabase) 
     """Design 6.3 metrics of BATCH-001: runs per day, mean run time over the last 30 days, failure rate per
     month and the processed-count trend by ISO week, with a chart.
 
-    Run figures come from this Dagster instance's history of `batch_001_job` runs (JST days and months of
-    their start); processed counts from the management table `ranking_partition_runs` (users scored and
+    Run figures come from this Dagster instance's history of BATCH-001 batches (a batch is its scoring run
+    and its ranking run; JST days and months of its start); processed counts from the management table `ranking_partition_runs` (users scored and
     ranked per business date). Each materialization records the headline numbers as metadata, which the
     asset's Plots tab draws over time; materialize it from the UI whenever you want fresh figures.
     """
-    runs = _run_facts(context.instance)
+    runs = _batch_facts(context.instance)
     with database.ready_engine().connect() as connection:
         processed = metrics.read_processed(connection)
     now = dt.datetime.now(tz=dt.UTC)
@@ -52,7 +69,7 @@ def batch_metrics(context: dg.AssetExecutionContext, database: RankingDatabase) 
     last_week = list(per_week.values())[-1] if per_week else metrics.WeekCount(0, 0, 0)
     tables = metrics.markdown_tables(per_day, per_month, per_week)
     context.log.info(
-        f"batch_metrics: {len(runs)} BATCH-001 run(s), {len(processed)} business date(s) processed"
+        f"batch_metrics: {len(runs)} BATCH-001 batch(es), {len(processed)} business date(s) processed"
     )
     return dg.MaterializeResult(
         metadata={

@@ -1,20 +1,45 @@
+import datetime as dt
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 
-from ranking_pipeline.constants import ASSET_GROUP, BATCH_001_PROCESS_ID, OWNERS, RANKINGS_WRITER_POOL
+from ranking_pipeline.constants import (
+    ASSET_GROUP,
+    BATCH_001_PROCESS_ID,
+    BATCH_ID_TAG,
+    OWNERS,
+    RANKINGS_INTEGRITY_CHECK,
+    RANKINGS_ROW_COUNT_ANOMALY_CHECK,
+    RANKINGS_WRITER_POOL,
+    USERS_CONTRACT_CHECK,
+)
 from ranking_pipeline.defs.assets._shared import (
     BATCH_RETRY_POLICY,
+    BatchStep,
     batch_step,
-    business_date_of,
     column_schema,
+    failures_classified,
+    run_business_dates,
+    run_includes_check,
 )
+from ranking_pipeline.defs.assets.daily_order_aggregates import daily_order_aggregates
 from ranking_pipeline.defs.assets.user_scores import user_scores
+from ranking_pipeline.defs.batch_runs import limit_run_to_batch_deadline, scoring_run_of_batch
+from ranking_pipeline.defs.partitions import DATE_DIMENSION, business_date_partitions
 from ranking_pipeline.defs.resources import BatchLockResource, RankingCache, RankingDatabase
-from ranking_pipeline.lib.checks import IntegrityError, rankings_integrity
-from ranking_pipeline.lib.dates import window_days
-from ranking_pipeline.lib.queries import read_rankings, replace_rankings
+from ranking_pipeline.lib.business_date import WINDOW_DAYS, check_business_date, window_days
+from ranking_pipeline.lib.checks import (
+    DEFAULT_ANOMALY_THRESHOLD,
+    IntegrityError,
+    previous_ranking_count,
+    rankings_integrity,
+    row_count_anomaly,
+)
+from ranking_pipeline.lib.contract import raise_if_defects, user_defects
+from ranking_pipeline.lib.queries import count_rows, read_rankings, replace_rankings
 from ranking_pipeline.lib.ranges import USER_ID_RANGES
+from ranking_pipeline.lib.schema import rankings as rankings_table
 from ranking_pipeline.lib.state import (
     COMPLETED,
     RANKINGS_ASSET,
@@ -25,51 +50,26 @@ from ranking_pipeline.lib.state import (
 )
 
 TOP_N_IN_METADATA = 10
+RANKINGS_KEY = dg.AssetKey("rankings")
+INTEGRITY_KEY = dg.AssetCheckKey(RANKINGS_KEY, RANKINGS_INTEGRITY_CHECK)
+ANOMALY_KEY = dg.AssetCheckKey(RANKINGS_KEY, RANKINGS_ROW_COUNT_ANOMALY_CHECK)
+USERS_CONTRACT_KEY = dg.AssetCheckKey(dg.AssetKey("users"), USERS_CONTRACT_CHECK)
 
 
 class StaleScoresError(RuntimeError):
-    """user_scores for D is missing ranges or was computed from older aggregates."""
+    """user_scores for D is missing ranges or was computed from older aggregates (not retried)."""
 
 
-@dg.asset(
-    deps=[user_scores],
-    retry_policy=BATCH_RETRY_POLICY,
-    pool=RANKINGS_WRITER_POOL,
-    owners=OWNERS,
-    group_name=ASSET_GROUP,
-    kinds={"postgres", "sql"},
-    metadata={
-        "dagster/table_name": "rankings",
-        "dagster/column_schema": column_schema(
-            ("ranking_date", "DATE", "business date D (primary key, with user_id)"),
-            ("rank", "INT", "RANK() OVER (ORDER BY score DESC): ties share a rank, the next rank skips"),
-            ("user_id", "BIGINT", "an existing, active user with a positive score"),
-            ("score", "NUMERIC(14,2)", "the user's score for D (exact)"),
-            ("order_count", "INT", "completed orders over W(D)"),
-        ),
-    },
-)
-def rankings(
-    context: dg.AssetExecutionContext,
-    database: RankingDatabase,
-    batch_lock: BatchLockResource,
-    ranking_cache: RankingCache,
-) -> dg.MaterializeResult:
-    """The ranking of business date D, read by BATCH-002 (mail) and written also by BATCH-003.
+class RankingsConfig(dg.Config):
+    row_count_anomaly_threshold: float = DEFAULT_ANOMALY_THRESHOLD
+    """The row-count anomaly check warns when D has fewer ranked users than this fraction of the previous
+    business date's (design 6.1: 0.5)."""
 
-    Active, existing users with a positive score in `user_scores` for D, ranked by score with
-    RANK() (1, 2, 2, 4). D's rows are replaced atomically: readers see the old ranking until the new one
-    commits; other dates are never touched. The new rows are verified inside the transaction (ranks, one row
-    per user, positive scores) and the batch lock is checked before they replace the old ones; the checks
-    report on the committed table. Every writer of this table shares the `rankings_writers` pool (limit 1).
-    Refuses to run while some user-ID range of `user_scores` for D is missing or stale. Afterwards the
-    rankings cache keys in Redis are deleted.
-    """
-    business_date = business_date_of(context)
-    engine = database.ready_engine()
-    with engine.connect() as connection:
-        fingerprint = aggregates_fingerprint(connection, window_days(business_date))
-        score_runs = partition_runs_for(connection, USER_SCORES_ASSET, [business_date])
+
+def _require_fresh_scores(context: dg.AssetExecutionContext, connection, business_date: dt.date) -> str:
+    """The aggregates' fingerprint of W(D), once every range of user_scores for D is computed from them."""
+    fingerprint = aggregates_fingerprint(connection, window_days(business_date))
+    score_runs = partition_runs_for(connection, USER_SCORES_ASSET, [business_date])
     not_ready = [
         user_range.key
         for user_range in USER_ID_RANGES
@@ -78,37 +78,60 @@ def rankings(
         or run.input_fingerprint != fingerprint
     ]
     if not_ready:
-        raise StaleScoresError(
-            f"cannot rank {business_date}: user_scores is missing or older than the aggregates for range(s) "
-            f"{', '.join(not_ready)}. Materialize those user_scores partitions for {business_date} first"
+        why = (
+            f"user_scores for {business_date} is missing or older than the aggregates for range(s) "
+            + ", ".join(not_ready)
         )
-    lock = batch_lock.for_process(BATCH_001_PROCESS_ID, engine)
+        batch_id = context.run.tags.get(BATCH_ID_TAG)
+        scoring = scoring_run_of_batch(context.instance, batch_id) if batch_id else None
+        if scoring is not None and scoring.dagster_run.status != dg.DagsterRunStatus.SUCCESS:
+            why = (
+                f"this batch's scoring run {scoring.dagster_run.run_id} ended "
+                f"{scoring.dagster_run.status.value} ({why}); see that run's error"
+            )
+        raise StaleScoresError(
+            f"cannot rank {business_date}: {why}. Materialize those user_scores partitions for "
+            f"{business_date} first; the previous rankings of {business_date} are unchanged"
+        )
+    return fingerprint
+
+
+def _replace(
+    context: dg.AssetExecutionContext,
+    database: RankingDatabase,
+    ranking_cache: RankingCache,
+    step: BatchStep,
+    business_date: dt.date,
+) -> dg.AssetMaterialization:
+    engine = database.engine()
     started = time.monotonic()
-    with batch_step(context, BATCH_001_PROCESS_ID, lock, {"business_date": business_date}) as step:
+    with engine.connect() as connection:
+        fingerprint = _require_fresh_scores(context, connection, business_date)
 
-        def verify_and_record(connection, rows: int) -> None:
-            integrity = rankings_integrity(connection, business_date)  # never swap in broken rows
-            if not integrity.passed:
-                raise IntegrityError(
-                    f"rankings for {business_date} not replaced: {'; '.join(integrity.problems)}"
-                )
-            mark_completed(
-                connection, RANKINGS_ASSET, business_date, "all", context.run.run_id, rows, fingerprint
+    def verify_and_record(connection, rows: int) -> None:
+        integrity = rankings_integrity(connection, business_date)  # never swap in broken rows
+        if not integrity.passed:
+            raise IntegrityError(
+                f"rankings for {business_date} not replaced: {'; '.join(integrity.problems)}"
             )
-            step.fence(connection)
+        mark_completed(
+            connection, RANKINGS_ASSET, business_date, "all", context.run.run_id, rows, fingerprint
+        )
+        step.fence(connection)
 
-        step.processed = inserted = replace_rankings(engine, business_date, before_commit=verify_and_record)
-        context.log.info(f"rankings {business_date}: replaced with {inserted:,} ranked users (committed)")
-        cleared = ranking_cache.clear()
-        if cleared is None:
-            context.log.info("rankings cache: no Redis configured (RANKING_REDIS_URL), nothing to clear")
-        else:
-            context.log.info(
-                f"rankings cache: deleted {cleared:,} key(s) matching {ranking_cache.pattern()!r}"
-            )
+    inserted = replace_rankings(engine, business_date, before_commit=verify_and_record)
+    step.processed += inserted
+    context.log.info(f"rankings {business_date}: replaced with {inserted:,} ranked users (committed)")
+    cleared = ranking_cache.clear()
+    if cleared is None:
+        context.log.info("rankings cache: no Redis configured, nothing to clear")
+    else:
+        context.log.info(f"rankings cache: deleted {cleared:,} key(s) matching {ranking_cache.pattern()!r}")
     with engine.connect() as connection:
         top = read_rankings(connection, business_date, limit=TOP_N_IN_METADATA)
-    return dg.MaterializeResult(
+    return dg.AssetMaterialization(
+        asset_key=RANKINGS_KEY,
+        partition=business_date.isoformat(),
         metadata={
             "dagster/row_count": inserted,
             "business_date": dg.MetadataValue.text(business_date.isoformat()),
@@ -117,6 +140,169 @@ def rankings(
                 + "\n".join(f"| {u.rank} | {u.user_id} | {u.score} | {u.order_count} |" for u in top)
             ),
             "cache_keys_deleted": cleared if cleared is not None else "no Redis configured",
-            "duration_seconds": round(time.monotonic() - started, 3),
-        }
+            "seconds": round(time.monotonic() - started, 3),
+        },
     )
+
+
+def _checks(
+    context: dg.AssetExecutionContext, database: RankingDatabase, threshold: float, business_date: dt.date
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """The selected checks on the committed rankings of D, reported for partition D."""
+    selected = context.selected_asset_check_keys
+    with database.engine().connect() as connection:
+        if INTEGRITY_KEY in selected:
+            report = rankings_integrity(connection, business_date)
+            yield dg.AssetCheckEvaluation(
+                asset_key=RANKINGS_KEY,
+                check_name=RANKINGS_INTEGRITY_CHECK,
+                passed=report.passed,
+                partition=business_date.isoformat(),
+                severity=dg.AssetCheckSeverity.ERROR,
+                blocking=True,
+                description="; ".join(report.problems)
+                or f"{report.rows:,} rows for {business_date} consistent",
+                metadata={"business_date": business_date.isoformat(), "rows": report.rows},
+            )
+        if ANOMALY_KEY in selected:
+            current = count_rows(connection, rankings_table, "ranking_date", business_date)
+            previous = previous_ranking_count(connection, business_date)
+            verdict = row_count_anomaly(current, previous, threshold)
+            if not verdict.passed:
+                context.log.warning(f"rankings {business_date}: row-count anomaly: {verdict.description}")
+            metadata: dict[str, object] = {
+                "business_date": business_date.isoformat(),
+                "rows": current,
+                "threshold": dg.MetadataValue.text(str(threshold)),  # text: a constant is not worth a plot
+            }
+            if previous is not None:  # nothing to plot without a previous date
+                metadata |= {
+                    "previous_date": previous[0].isoformat(),
+                    "previous_rows": previous[1],
+                    "ratio": round(verdict.ratio, 4) if verdict.ratio is not None else None,
+                }
+            yield dg.AssetCheckEvaluation(
+                asset_key=RANKINGS_KEY,
+                check_name=RANKINGS_ROW_COUNT_ANOMALY_CHECK,
+                passed=verdict.passed,
+                partition=business_date.isoformat(),
+                severity=dg.AssetCheckSeverity.WARN,
+                description=verdict.description,
+                metadata={key: value for key, value in metadata.items() if value is not None},
+            )
+
+
+@dg.multi_asset(
+    name="rankings",
+    specs=[
+        dg.AssetSpec(
+            RANKINGS_KEY,
+            description=(
+                "The ranking of business date D, read by BATCH-002 (mail) and written also by BATCH-003.\n\n"
+                "Active, existing users with a positive score in `user_scores` for D, ranked by score with "
+                "RANK() (1, 2, 2, 4). One partition per business date: D's rows are replaced atomically "
+                "(readers see the old ranking until the new one commits; other dates are never touched). "
+                "The new rows are verified inside the transaction (ranks, one row per user, positive scores) "
+                "and the batch lock is checked before they replace the old ones; the checks then report on "
+                "the committed rows of D. Every writer of this table shares the `rankings_writers` pool "
+                "(limit 1). Refuses to run (at once, no retries) while a user-ID range of `user_scores` for D "
+                "is missing or stale. Afterwards the rankings cache keys in Redis are deleted."
+            ),
+            deps=[
+                "users",
+                dg.AssetDep(
+                    user_scores,
+                    partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
+                        partition_dimension_name=DATE_DIMENSION
+                    ),
+                ),
+                # D's ranking stands on the aggregates of its whole window W(D) = D-29 ... D.
+                dg.AssetDep(
+                    daily_order_aggregates,
+                    partition_mapping=dg.TimeWindowPartitionMapping(
+                        start_offset=-(WINDOW_DAYS - 1), end_offset=0
+                    ),
+                ),
+            ],
+            skippable=True,
+            owners=OWNERS,
+            group_name=ASSET_GROUP,
+            kinds={"postgres", "sql"},
+            metadata={
+                "dagster/table_name": "rankings",
+                "dagster/column_schema": column_schema(
+                    ("ranking_date", "DATE", "business date D (primary key, with user_id)"),
+                    (
+                        "rank",
+                        "INT",
+                        "RANK() OVER (ORDER BY score DESC): ties share a rank, the next rank skips",
+                    ),
+                    ("user_id", "BIGINT", "an existing, active user with a positive score"),
+                    ("score", "NUMERIC(14,2)", "the user's score for D (exact)"),
+                    ("order_count", "INT", "completed orders over W(D)"),
+                ),
+            },
+        )
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            RANKINGS_INTEGRITY_CHECK,
+            asset=RANKINGS_KEY,
+            blocking=True,
+            partitions_def=business_date_partitions,
+            description="Ranks of D start at 1 and follow RANK() over score; one row per user; every score "
+            "positive. ERROR and blocking: nothing downstream runs on rankings that break these.",
+        ),
+        dg.AssetCheckSpec(
+            RANKINGS_ROW_COUNT_ANOMALY_CHECK,
+            asset=RANKINGS_KEY,
+            partitions_def=business_date_partitions,
+            description="WARN when D has under 50 % (config row_count_anomaly_threshold) of the ranked rows "
+            "of the previous business date that has rankings.",
+        ),
+    ],
+    partitions_def=business_date_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    can_subset=True,
+    retry_policy=BATCH_RETRY_POLICY,
+    pool=RANKINGS_WRITER_POOL,
+)
+def rankings(
+    context: dg.AssetExecutionContext,
+    config: RankingsConfig,
+    database: RankingDatabase,
+    batch_lock: BatchLockResource,
+    ranking_cache: RankingCache,
+):
+    with failures_classified():
+        dates = run_business_dates(context)
+        for business_date in dates:
+            check_business_date(business_date, source=f"partition {business_date}")
+        engine = database.ready_engine()
+        if RANKINGS_KEY in context.selected_asset_keys:
+            if not run_includes_check(
+                context, USERS_CONTRACT_KEY
+            ):  # else that blocking check has just passed
+                with engine.connect() as connection:
+                    raise_if_defects(user_defects(connection), "users")
+            batch_id = context.run.tags.get(BATCH_ID_TAG)
+            limit = (
+                limit_run_to_batch_deadline(context.instance, context.run.run_id, batch_id)
+                if batch_id
+                else None
+            )
+            if limit is not None:
+                context.log.info(f"batch {batch_id}: {limit:.0f} s left of its 30 minutes for this run")
+            lock = batch_lock.for_process(BATCH_001_PROCESS_ID, database.engine())
+            parameters = {"business_dates": ", ".join(str(day) for day in dates)}
+            with batch_step(context, BATCH_001_PROCESS_ID, lock, parameters) as step:
+                for business_date in dates:
+                    yield _replace(context, database, ranking_cache, step, business_date)
+                    yield from _checks(context, database, config.row_count_anomaly_threshold, business_date)
+        else:  # the checks alone (e.g. "Execute" on the Checks tab): they read, they never write
+            for business_date in dates:
+                yield from _checks(context, database, config.row_count_anomaly_threshold, business_date)
+        for check_key in context.selected_asset_check_keys:  # the checks' outputs (their results are above)
+            yield dg.Output(
+                None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key)
+            )

@@ -1,28 +1,45 @@
 import datetime as dt
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import dagster as dg
 from sqlalchemy.engine import Engine
 
 from ranking_pipeline.constants import (
     ASSET_GROUP,
-    BATCH_001_JOB,
     BATCH_001_PROCESS_ID,
     FORCE_RECOMPUTE_TAG,
     OWNERS,
+    RESUME_TAG,
 )
 from ranking_pipeline.defs.assets._shared import (
     BATCH_RETRY_POLICY,
     BatchStep,
     batch_step,
-    business_date_of,
     column_schema,
+    failures_classified,
+    run_business_dates,
 )
-from ranking_pipeline.defs.assets.daily_order_aggregates import daily_order_aggregates
-from ranking_pipeline.defs.partitions import user_id_range_partitions
+from ranking_pipeline.defs.assets.daily_order_aggregates import (
+    aggregate_span,
+    aggregates_materialization,
+    daily_order_aggregates,
+)
+from ranking_pipeline.defs.partitions import DATE_DIMENSION, score_partitions
 from ranking_pipeline.defs.resources import BatchLockResource, RankingDatabase
-from ranking_pipeline.lib.dates import window_days
+from ranking_pipeline.lib.business_date import (
+    check_business_date,
+    contiguous_spans,
+    days_between,
+    describe_days,
+    missing_aggregate_days,
+    score_partition_key,
+    split_score_partition_key,
+    window_days,
+)
+from ranking_pipeline.lib.contract import raise_if_defects, user_defects, window_overflow
 from ranking_pipeline.lib.queries import batch_transaction, replace_user_scores
 from ranking_pipeline.lib.ranges import UserIdRange, range_for_key
 from ranking_pipeline.lib.state import (
@@ -30,7 +47,6 @@ from ranking_pipeline.lib.state import (
     USER_SCORES_ASSET,
     PartitionRun,
     aggregates_fingerprint,
-    completed_days,
     mark_completed,
     mark_failed,
     mark_running,
@@ -42,7 +58,7 @@ MAX_PARALLEL_RANGES = 4
 
 
 class IncompleteWindowError(RuntimeError):
-    """Some JST day of W(D) has not been aggregated: scoring now would under-count."""
+    """Some JST day of W(D) has not been aggregated: scoring now would under-count (not retried)."""
 
 
 def _score_range(
@@ -76,10 +92,14 @@ def _score_range(
     return rows, time.monotonic() - started
 
 
+def _forced(context: dg.AssetExecutionContext) -> bool:
+    return context.run.tags.get(FORCE_RECOMPUTE_TAG) == "true"
+
+
 def _resumes(context: dg.AssetExecutionContext) -> bool:
-    """Batch runs (and their retries and re-executions) skip ranges already done from the same inputs;
-    an explicit materialization from the UI recomputes what it selected."""
-    return context.job_name == BATCH_001_JOB and context.run.tags.get(FORCE_RECOMPUTE_TAG) != "true"
+    """Runs of the batch jobs (and their retries and re-executions) skip ranges already done from the same
+    inputs; an explicit materialization from the UI recomputes what it selected."""
+    return context.run.tags.get(RESUME_TAG) == "true" and not _forced(context)
 
 
 def _is_up_to_date(done: PartitionRun | None, fingerprint: str, run_id: str, resumes: bool) -> bool:
@@ -91,10 +111,116 @@ def _is_up_to_date(done: PartitionRun | None, fingerprint: str, run_id: str, res
     )
 
 
+def _materialization(
+    context: dg.AssetExecutionContext, business_date: dt.date, range_key: str, rows: int, detail: dict
+) -> dg.AssetMaterialization:
+    window = window_days(business_date)
+    return dg.AssetMaterialization(
+        asset_key=context.asset_key,
+        partition=score_partition_key(business_date, range_key),
+        metadata={
+            "dagster/row_count": rows,
+            "business_date": dg.MetadataValue.text(business_date.isoformat()),
+            "user_id_range": dg.MetadataValue.text(range_key),
+            "window": dg.MetadataValue.text(f"{window[0]} .. {window[-1]}"),
+            **detail,
+        },
+    )
+
+
+def _score_date(
+    context: dg.AssetExecutionContext,
+    engine: Engine,
+    step: BatchStep,
+    business_date: dt.date,
+    range_keys: list[str],
+) -> Iterator[dg.AssetMaterialization]:
+    """Score the selected ranges of D (up to 4 at once), yielding each range's materialization as it commits;
+    a failing range lets the others finish, then its error ends the step."""
+    run_id = context.run.run_id
+    window = window_days(business_date)
+    with engine.connect() as connection:
+        missing = missing_aggregate_days(connection, business_date)
+        fingerprint = aggregates_fingerprint(connection, window)
+        previous = partition_runs_for(connection, USER_SCORES_ASSET, [business_date])
+    if missing:
+        raise IncompleteWindowError(
+            f"cannot score {business_date}: daily_order_aggregates has not been materialized for "
+            f"{len(missing)} day(s) of the window {window[0]} .. {window[-1]}: {describe_days(missing, 10)}. "
+            "Materialize those partitions first (or run `ranking-pipeline run --date` for this date)"
+        )
+    with engine.connect() as connection:
+        raise_if_defects(window_overflow(connection, window), f"the aggregates of W({business_date})")
+    resumes = _resumes(context)
+    selected = [range_for_key(key) for key in range_keys]
+    to_compute = []
+    for user_range in selected:
+        done = previous.get((business_date, user_range.key))
+        if _is_up_to_date(done, fingerprint, run_id, resumes):
+            context.log.info(
+                f"user_scores {business_date} {user_range.key}: already completed by run {done.run_id} "
+                f"({done.row_count:,} rows) from the same aggregates; not recomputed"
+            )
+            if done.run_id != run_id:  # this run's earlier attempt already reported it
+                yield _materialization(
+                    context,
+                    business_date,
+                    user_range.key,
+                    done.row_count or 0,
+                    {"computed": False, "resumed_from_run": dg.MetadataValue.text(done.run_id)},
+                )
+        else:
+            to_compute.append(user_range)
+    if not to_compute:
+        return
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_RANGES, len(to_compute))) as pool:
+        futures: dict[Future, UserIdRange] = {
+            pool.submit(_score_range, engine, business_date, r, run_id, fingerprint, step): r
+            for r in to_compute
+        }
+        pending = set(futures)
+        error: BaseException | None = None
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                user_range = futures[future]
+                if future.cancelled():
+                    continue
+                if future.exception() is not None:
+                    error = error or future.exception()
+                    continue
+                rows, seconds = future.result()
+                step.processed += rows
+                context.log.info(
+                    f"user_scores {business_date} {user_range.key}: {rows:,} users scored in {seconds:.2f} s "
+                    f"({step.processed:,} users so far)"
+                )
+                yield _materialization(
+                    context,
+                    business_date,
+                    user_range.key,
+                    rows,
+                    {"computed": True, "seconds": round(seconds, 3)},
+                )
+            if error is not None:
+                for future in pending:
+                    future.cancel()  # not started yet: stays to compute on the retry
+        if error is not None:
+            raise error
+
+
 @dg.asset(
-    partitions_def=user_id_range_partitions,
+    partitions_def=score_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[dg.AssetDep(daily_order_aggregates, partition_mapping=dg.LastPartitionMapping())],
+    output_required=False,
+    deps=[
+        dg.AssetDep(
+            daily_order_aggregates,
+            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
+                partition_dimension_name=DATE_DIMENSION
+            ),
+        )
+    ],
     retry_policy=BATCH_RETRY_POLICY,
     owners=OWNERS,
     group_name=ASSET_GROUP,
@@ -110,93 +236,41 @@ def _is_up_to_date(done: PartitionRun | None, fingerprint: str, run_id: str, res
         ),
     },
 )
-def user_scores(
-    context: dg.AssetExecutionContext, database: RankingDatabase, batch_lock: BatchLockResource
-) -> dg.MaterializeResult:
+def user_scores(context: dg.AssetExecutionContext, database: RankingDatabase, batch_lock: BatchLockResource):
     """Each user's score for business date D over the 30-day window W(D) = D-29 ... D (JST).
 
     Summed from `daily_order_aggregates`; every user with a completed order in the window gets a row, whatever
-    their status (ranking filters later). Partitioned by user-ID range: the ranges cover every possible ID
-    and never overlap; each (D, range) is replaced on its own, and up to 4 ranges are computed at once.
-    D is the run tag `ranking/business_date`, or the last complete JST day. A batch run resumes: ranges
-    already completed for D from the same aggregates are skipped (see the `skipped_ranges` metadata).
+    their status (ranking filters later). Partitioned by business date x user-ID range: the ranges cover every
+    possible ID and never overlap; each (D, range) is replaced on its own, up to 4 ranges at once, and reports
+    its own row count and seconds. Refuses to run (at once, no retries) while a day of W(D) has not been
+    aggregated. Runs of the batch job resume: ranges already completed for D from the same aggregates are
+    skipped (metadata `computed: false`); a materialization from the UI recomputes what it selected.
     Holds the lock batch:lock:BATCH-001.
     """
-    business_date = business_date_of(context)
-    window = window_days(business_date)
-    run_id = context.run.run_id
-    engine = database.ready_engine()
-    with engine.connect() as connection:
-        missing = sorted(set(window) - completed_days(connection, window))
-        fingerprint = aggregates_fingerprint(connection, window)
-        previous = partition_runs_for(connection, USER_SCORES_ASSET, [business_date])
-    if missing:
-        raise IncompleteWindowError(
-            f"cannot score {business_date}: daily_order_aggregates has not been materialized for "
-            f"{len(missing)} day(s) of the window {window[0]} .. {window[-1]}: "
-            f"{', '.join(str(day) for day in missing[:10])}{' ...' if len(missing) > 10 else ''}. "
-            "Materialize those partitions first (or run `ranking-pipeline run --date` for this date)"
-        )
-    selected = [range_for_key(key) for key in context.partition_keys]
-    resumes = _resumes(context)
-    skipped = [
-        r
-        for r in selected
-        if _is_up_to_date(previous.get((business_date, r.key)), fingerprint, run_id, resumes)
-    ]
-    to_compute = [r for r in selected if r not in skipped]
-    parameters = {
-        "business_date": business_date,
-        "window": f"{window[0]} .. {window[-1]}",
-        "ranges": len(selected),
-        "to_compute": len(to_compute),
-    }
-    lock = batch_lock.for_process(BATCH_001_PROCESS_ID, engine)
-    results: dict[str, tuple[int, float]] = {}
-    started = time.monotonic()
-    with batch_step(context, BATCH_001_PROCESS_ID, lock, parameters) as step:
-        for user_range in skipped:
-            done = previous[(business_date, user_range.key)]
-            context.log.info(
-                f"user_scores {business_date} {user_range.key}: already completed by run {done.run_id} "
-                f"({done.row_count:,} rows) from the same aggregates; not recomputed"
-            )
-        if to_compute:
-            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_RANGES, len(to_compute))) as pool:
-                futures = {
-                    r.key: pool.submit(_score_range, engine, business_date, r, run_id, fingerprint, step)
-                    for r in to_compute
-                }
-                for done_count, (key, future) in enumerate(futures.items(), start=1):
-                    results[key] = rows, seconds = future.result()
-                    step.processed += rows
-                    context.log.info(
-                        f"user_scores {business_date} {key}: {rows:,} users scored in {seconds:.2f} s "
-                        f"(range {done_count} of {len(to_compute)}; {step.processed:,} users so far)"
-                    )
-    rows_by_range = {key: rows for key, (rows, _) in results.items()}
-    rows_by_range.update({r.key: previous[(business_date, r.key)].row_count or 0 for r in skipped})
-    return dg.MaterializeResult(
-        metadata={
-            # One materialization per range, same metadata: with several ranges in one run this is the
-            # run's total; rows_per_range has each range's own count.
-            "dagster/row_count": sum(rows_by_range.values()),
-            "ranges_in_this_run": len(selected),
-            "business_date": dg.MetadataValue.text(business_date.isoformat()),
-            "window": dg.MetadataValue.text(f"{window[0]} .. {window[-1]}"),
-            "rows_per_range": dg.MetadataValue.md(
-                "| user-ID range | users scored | seconds | |\n|---|---|---|---|\n"
-                + "\n".join(
-                    f"| {r.key} | {rows_by_range[r.key]:,} | "
-                    + (
-                        f"{results[r.key][1]:.2f} | computed |"
-                        if r.key in results
-                        else "- | resumed (skipped) |"
-                    )
-                    for r in selected
-                )
-            ),
-            "skipped_ranges": dg.MetadataValue.text(", ".join(r.key for r in skipped) or "none"),
-            "duration_seconds": round(time.monotonic() - started, 3),
+    with failures_classified():
+        dates = run_business_dates(context)
+        ranges_by_date: dict[dt.date, list[str]] = defaultdict(list)
+        for key in context.partition_keys:
+            business_date, range_key = split_score_partition_key(key)
+            ranges_by_date[business_date].append(range_key)
+        for business_date in dates:
+            check_business_date(business_date, source=f"partition {business_date}")
+        engine = database.ready_engine()
+        with engine.connect() as connection:  # the whole batch's inputs, before anything is written
+            raise_if_defects(user_defects(connection), "users")
+        lock = batch_lock.for_process(BATCH_001_PROCESS_ID, engine)
+        parameters = {
+            "business_dates": ", ".join(str(day) for day in dates),
+            "partitions": len(context.partition_keys),
+            "resume": _resumes(context),
         }
-    )
+        with batch_step(context, BATCH_001_PROCESS_ID, lock, parameters) as step:
+            if _forced(context):  # a full recompute re-reads the windows' orders first (late orders, fixes)
+                window_union = sorted({day for business_date in dates for day in window_days(business_date)})
+                for first, last in contiguous_spans(window_union):
+                    days = days_between(first, last)
+                    rows_per_day, seconds = aggregate_span(context, engine, batch_lock, days)
+                    for day in days:
+                        yield aggregates_materialization(day, rows_per_day[day], len(days), seconds)
+            for business_date in dates:
+                yield from _score_date(context, engine, step, business_date, ranges_by_date[business_date])

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ranking_pipeline.constants import BATCH_000_JOB, BATCH_001_JOB
+from ranking_pipeline.constants import BATCH_000_JOB, BATCH_001_JOBS
 
 SLACK, MAIL, PAGERDUTY = "slack", "mail", "pagerduty"
 ASSET_JOB_PREFIX = "__ASSET_JOB"  # runs launched by "Materialize" in the UI
@@ -98,7 +98,7 @@ class LongRunFacts:
 def alerts_on_failure(job_name: str, tags: dict[str, str], already_alerted_tag: str) -> bool:
     """A failed run alerts when it is one of the batch's jobs or a UI materialization of this location's
     assets, is not about to be retried (its retry alerts instead), and has not been alerted on already."""
-    ours = job_name in (BATCH_000_JOB, BATCH_001_JOB) or job_name.startswith(ASSET_JOB_PREFIX)
+    ours = job_name in (BATCH_000_JOB, *BATCH_001_JOBS) or job_name.startswith(ASSET_JOB_PREFIX)
     return ours and tags.get(WILL_RETRY_TAG) != "true" and tags.get(already_alerted_tag) != "true"
 
 
@@ -114,14 +114,6 @@ def timeout_seconds(messages: Iterable[str | None]) -> int | None:
         if match:
             return int(match.group(1))
     return None
-
-
-def overdue_runs(
-    started: dict[str, float], now: float, threshold_seconds: int, already_warned: set[str]
-) -> list[str]:
-    """Run ids running longer than the threshold that have not been warned about yet, oldest first."""
-    late = [run_id for run_id, start in started.items() if now - start > threshold_seconds]
-    return sorted((r for r in late if r not in already_warned), key=lambda run_id: started[run_id])
 
 
 def error_lines(texts: Iterable[str], max_lines: int = MAX_ERROR_LINES) -> list[str]:

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Launch BATCH-001 for one business date through Dagster's GraphQL API: what a cron job, an EventBridge target
+or a webhook relay runs. Python 3.8+, standard library only.
+
+    DAGSTER_URL=https://dagster.internal deploy/trigger/launch_batch_001.py [--force] [YYYY-MM-DD]
+
+The date defaults to yesterday in JST (the last JST day that has ended). A batch is two runs created together:
+the scoring run (every user-ID range of D) and the ranking run (the rankings of D), sharing the run tag
+ranking/batch_id; the writer tag of both jobs queues the ranking run behind the scoring run, and both wait
+QUEUED while BATCH-003 or another BATCH-001 runs. Prints "<scoring run id> <ranking run id>".
+
+Before launching anything it asks Dagster for the deployment's first business date and refuses (exit 2, one
+line) a date outside the span the deployment ranks. Exit 1: Dagster did not accept a run.
+
+DAGSTER_URL   the webserver (default http://127.0.0.1:3000)
+DAGSTER_AUTH  optional extra header for a proxy in front of it, e.g. "Authorization: Bearer <token>"
+"""
+
+import datetime as dt
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+import uuid
+
+LOCATION, REPOSITORY = "ranking_pipeline", "__repository__"
+SCORES_JOB, RANKINGS_JOB = "batch_001_scores_job", "batch_001_rankings_job"
+JST = dt.timezone(dt.timedelta(hours=9))
+# The deployment's own partitions: the first business date and the user-ID ranges of user_scores.
+PARTITIONS_QUERY = """
+{ assetNodeOrError(assetKey: {path: ["user_scores"]}) {
+    __typename
+    ... on AssetNode { partitionKeysByDimension(startIdx: 0, endIdx: 1) { name partitionKeys } }
+} }
+"""
+LAUNCH = """
+mutation Launch($executionParams: ExecutionParams!) {
+  launchRun(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}
+"""
+
+
+def fail(code, message):
+    print(f"launch_batch_001: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def graphql(url, query, variables):
+    headers = {"Content-Type": "application/json"}
+    auth = os.environ.get("DAGSTER_AUTH", "")
+    if ":" in auth:
+        name, _, value = auth.partition(":")
+        headers[name.strip()] = value.strip()
+    body = json.dumps({"query": query, "variables": variables}).encode()
+    request = urllib.request.Request(f"{url}/graphql", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        fail(1, f"cannot reach Dagster at {url}: {error}; nothing was launched")
+    if answer.get("errors"):
+        fail(1, f"Dagster refused the request: {json.dumps(answer['errors'])[:500]}; nothing was launched")
+    return answer["data"]
+
+
+def launch(url, job, tags):
+    params = {
+        "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job},
+        "runConfigData": {},
+        "executionMetadata": {"tags": [{"key": key, "value": value} for key, value in tags.items()]},
+    }
+    result = graphql(url, LAUNCH, {"executionParams": params})["launchRun"]
+    if result["__typename"] != "LaunchRunSuccess":
+        fail(1, f"Dagster did not launch {job}: {result.get('message') or result['__typename']}")
+    return result["run"]["runId"]
+
+
+def main(argv):
+    force = "--force" in argv
+    dates = [arg for arg in argv if arg != "--force"]
+    if len(dates) > 1 or any(arg.startswith("-") for arg in dates):
+        fail(
+            2,
+            "usage: launch_batch_001.py [--force] [YYYY-MM-DD] (the business date D; default yesterday JST)",
+        )
+    last = dt.datetime.now(tz=JST).date() - dt.timedelta(days=1)
+    try:
+        if dates and len(dates[0]) != len("YYYY-MM-DD"):
+            raise ValueError(dates[0])
+        business_date = dt.date.fromisoformat(dates[0]) if dates else last
+    except ValueError:
+        fail(2, f"invalid date {dates[0]!r}: expected a calendar date as YYYY-MM-DD, for example 2026-11-27")
+    url = os.environ.get("DAGSTER_URL", "http://127.0.0.1:3000").rstrip("/")
+    node = graphql(url, PARTITIONS_QUERY, {})["assetNodeOrError"]
+    if node["__typename"] != "AssetNode":
+        fail(
+            1,
+            f"Dagster at {url} has no user_scores asset ({node['__typename']}); is ranking_pipeline loaded?",
+        )
+    dimensions = {
+        dimension["name"]: dimension["partitionKeys"] for dimension in node["partitionKeysByDimension"]
+    }
+    first, ranges = dt.date.fromisoformat(dimensions["date"][0]), dimensions["user_id_range"]
+    if not first <= business_date <= last:
+        why = (
+            "it has not ended yet in JST" if business_date > last else "it is before the first business date"
+        )
+        fail(
+            2,
+            f"{business_date} is not a business date of this deployment ({why}): dates run from {first} "
+            f"(RANKING_FIRST_BUSINESS_DATE) to {last} (the last JST day that has ended); nothing was launched",
+        )
+    day = business_date.isoformat()
+    tags = {"ranking/business_date": day, "ranking/batch_id": f"{day}-{uuid.uuid4().hex[:8]}"}
+    if force:
+        tags["ranking/force_recompute"] = "true"
+    range_tags = {
+        "dagster/asset_partition_range_start": f"{day}|{ranges[0]}",
+        "dagster/asset_partition_range_end": f"{day}|{ranges[-1]}",
+    }
+    scoring = launch(url, SCORES_JOB, {**tags, **range_tags})
+    ranking = launch(url, RANKINGS_JOB, {**tags, "dagster/partition": day})
+    print(f"{scoring} {ranking}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,27 @@
+"""Delivering one alert through one channel, whatever happens to that channel."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+logger = logging.getLogger("ranking_pipeline.alerts")
+
+SENT, NOT_CONFIGURED, FAILED = "sent", "not configured", "failed"
+
+
+def deliver(context, channel: str, run_id: str, configured: bool, send: Callable[[], object]) -> str:
+    """Send through one channel; 'sent', 'not configured' or 'failed' (logged, never raised)."""
+    if not configured:
+        context.log.warning(f"{channel} alert for run {run_id} skipped: {channel} is not configured")
+        return NOT_CONFIGURED
+    try:
+        send()
+    except Exception as error:
+        text = (
+            f"{channel} alert for run {run_id} FAILED: {type(error).__name__}: {' '.join(str(error).split())}"
+        )
+        context.log.error(text)
+        logger.error(text)
+        return FAILED
+    return SENT

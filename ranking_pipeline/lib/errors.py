@@ -1,0 +1,59 @@
+"""Which failures can succeed on a retry, and the one line a person reads about any failure.
+
+Retried (the step's RetryPolicy: 3 times, a minute apart): a lost or refused connection to PostgreSQL or
+Redis, a lock wait over the lock timeout, a serialization failure or deadlock, the server running out of
+resources or shutting down, a lost batch lock. Everything else is deterministic (bad input, a bad date or
+tag, an incomplete window, a configuration error, an overflow, a bug): retrying cannot help, so the step
+stops at once and the alert goes out without three minutes of retries.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+# SQLSTATE classes and codes worth a retry: connection exceptions, insufficient resources, operator
+# intervention (admin/crash shutdown, cannot connect now), serialization failure, deadlock, lock not available.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53")
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+
+
+class TransientError(RuntimeError):
+    """Our own errors that a retry can fix (the message says what happened)."""
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    return getattr(getattr(error, "orig", None), "pgcode", None) or getattr(error, "pgcode", None)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True when retrying the same work later can succeed."""
+    import redis
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:  # the cause chain: wrappers name the real error
+        seen.add(id(current))
+        if isinstance(
+            current, TransientError | redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
+        ):
+            return True
+        if isinstance(current, sa.exc.DBAPIError):
+            if current.connection_invalidated:
+                return True
+            code = _sqlstate(current)
+            if code is None:
+                # psycopg2 reports a refused, reset or closed connection as OperationalError without a code
+                return isinstance(current, sa.exc.OperationalError)
+            return code in _TRANSIENT_SQLSTATES or code[:2] in _TRANSIENT_SQLSTATE_CLASSES
+        if isinstance(current, sa.exc.DisconnectionError | ConnectionError | TimeoutError):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def one_line(error: BaseException, limit: int = 500) -> str:
+    """``Type: first line of the message`` (database errors: the driver's own first line, no SQL)."""
+    message = str(getattr(error, "orig", None) or error).strip()
+    first = message.splitlines()[0] if message else ""
+    text = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,120 @@
+"""Runs of the project's jobs executed in this process (the CLI), recorded as runs of the code location.
+
+Each run carries the origin of the code location ``ranking_pipeline`` (the one `dagster dev` and the
+production daemon load): the alert sensors of a daemon watching the same instance see it like any launched run
+(and alert on it once), and the UI can re-execute it. It runs here, in this process, outside the run queue.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.execution.api import execute_run
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+LOCATION_NAME = "ranking_pipeline"
+REPOSITORY_NAME = "__repository__"
+DEFINITIONS_MODULE = "ranking_pipeline.definitions"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    failure: str | None  # one line, None on success
+
+
+def describe_error(error) -> str:
+    """The error's first line, and the root cause's when the error wraps one (as retries do)."""
+    first_line = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+    root = error
+    while root.cause is not None:
+        root = root.cause
+    if root is error:
+        return first_line
+    root_line = root.message.strip().splitlines()[0] if root.message.strip() else root.cls_name
+    return first_line if root_line in first_line else f"{first_line.rstrip(':')}: {root_line}"
+
+
+def _origins(job_name: str):
+    working_directory = os.getcwd()
+    target = LoadableTargetOrigin(
+        executable_path=sys.executable, module_name=DEFINITIONS_MODULE, working_directory=working_directory
+    )
+    location = InProcessCodeLocationOrigin(target, location_name=LOCATION_NAME)
+    remote = RemoteJobOrigin(RemoteRepositoryOrigin(location, REPOSITORY_NAME), job_name)
+    code = (
+        ReconstructableRepository.for_module(DEFINITIONS_MODULE, "defs", working_directory=working_directory)
+        .get_reconstructable_job(job_name)
+        .get_python_origin()
+    )
+    return remote, code
+
+
+def execute_job(
+    defs: dg.Definitions,
+    job_name: str,
+    instance: dg.DagsterInstance,
+    tags: dict[str, str],
+    *,
+    quiet: bool = True,
+) -> RunOutcome:
+    """Create the run as a run of the code location, execute it here, and report it in one line."""
+    job = defs.resolve_job_def(job_name)
+    remote_origin, code_origin = _origins(job_name)
+    run = instance.create_run_for_job(
+        job_def=job,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}}},
+        tags={**job.tags, **tags},
+        remote_job_origin=remote_origin,
+        job_code_origin=code_origin,
+    )
+    result = execute_run(InMemoryJob(job), run, instance)
+    if result.success:
+        return RunOutcome(run.run_id, None)
+    failures = [event for event in result.all_events if event.is_step_failure]
+    if not failures:
+        return RunOutcome(run.run_id, f"{job_name} run {run.run_id} failed; see the run's event log")
+    reason = describe_error(failures[0].step_failure_data.error)
+    return RunOutcome(
+        run.run_id, f"{job_name} run {run.run_id} failed in step {failures[0].step_key}: {reason}"
+    )
+
+
+@contextmanager
+def project_instance() -> Iterator[tuple[dg.DagsterInstance, str]]:
+    """The Dagster instance `dagster dev` uses when started from the current folder, and a description of it.
+
+    DAGSTER_HOME set: that instance. Else, in a folder with a dagster.yaml (the project's): the storage that file
+    names (``.ranking_pipeline/dagster``), which `dagster dev` from the same folder reads too. Else a temporary
+    instance, gone when the command ends.
+    """
+    if os.environ.get("DAGSTER_HOME"):
+        with dg.DagsterInstance.get() as instance:
+            yield instance, f"the Dagster instance in DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
+        return
+    here = Path.cwd()
+    if (here / "dagster.yaml").exists():
+        # Like `dagster dev`: settings and storage from ./dagster.yaml, scratch files in a temporary folder.
+        with tempfile.TemporaryDirectory(prefix=".tmp_dagster_home_", dir=here) as scratch:
+            with dg.DagsterInstance.from_ref(InstanceRef.from_dir(scratch, config_dir=str(here))) as instance:
+                yield (
+                    instance,
+                    f"the Dagster instance of {here / 'dagster.yaml'} (what `dagster dev` here shows)",
+                )
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="ranking-pipeline-dagster-") as home,
+        dg.DagsterInstance.local_temp(home, overrides={"telemetry": {"enabled": False}}) as instance,
+    ):
+        yield instance, "a temporary Dagster instance (no dagster.yaml here and no DAGSTER_HOME)"
