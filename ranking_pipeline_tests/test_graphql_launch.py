@@ -27,6 +27,8 @@ from ranking_pipeline.lib.queries import count_rows
 from ranking_pipeline.lib.schema import rankings as rankings_table
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.conftest import PROJECT_ROOT, create_database, drop_database
+from ranking_pipeline_tests.helpers import rankings_rows
+from ranking_pipeline_tests.test_against_sql import INDEPENDENT_RANKING
 from ranking_pipeline_tests.dagster_dev import (
     FINISHED_STATUSES,
     DagsterDev,
@@ -77,12 +79,12 @@ def seeded_url(postgres_server_url) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def dev(seeded_url, tmp_path_factory) -> Iterator[DagsterDev]:
-    """`dagster dev` on the seeded database, the 31 days of aggregates in place (for D and D-1)."""
+    """`dagster dev` on the seeded database, the aggregates of W(D-2) .. W(D) in place."""
     project = copy_project(tmp_path_factory.mktemp("project"))
     with dagster_dev(
         project, project / "dagster-dev.log", env={"RANKING_DATABASE_URL": seeded_url}
     ) as running:
-        _aggregate(running, D - dt.timedelta(days=30), D)
+        _aggregate(running, D - dt.timedelta(days=31), D)
         yield running
 
 
@@ -179,6 +181,79 @@ def test_a_second_batch_waits_queued_while_the_first_runs(dev):
     assert seen_queued_behind, "no run was ever seen QUEUED while another ran"
     for earlier, later in zip(runs, runs[1:], strict=False):
         assert later["startTime"] >= earlier["endTime"], "the runs did not run one after the other, in order"
+
+
+LAUNCH_BACKFILL = """
+mutation Backfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}
+"""
+BACKFILL = """
+query Backfill($id: String!) {
+  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } }
+}
+"""
+MATERIALIZED = """
+query Materialized($path: [String!]!) {
+  assetOrError(assetKey: {path: $path}) { ... on Asset { assetMaterializations(limit: 100) { runId partition } } }
+}
+"""
+
+
+def test_a_backfill_of_three_dates_from_the_uis_api_materializes_exactly_those_dates(dev, seeded_url):
+    first = D - dt.timedelta(days=2)
+    params = {
+        "partitionsByAssets": [
+            {
+                "assetKey": {"path": ["user_scores"]},
+                "partitions": {
+                    "range": {"start": f"{first}|users_min_to_0124999", "end": f"{D}|users_0875000_to_max"}
+                },
+            },
+            {
+                "assetKey": {"path": ["rankings"]},
+                "partitions": {"range": {"start": str(first), "end": str(D)}},
+            },
+        ]
+    }
+    launched = dev.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_id = launched["backfillId"]
+
+    deadline = time.monotonic() + 300
+    while (status := dev.graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]["status"]) in (
+        "REQUESTED",
+        "CANCELING",
+    ):
+        assert time.monotonic() < deadline, f"backfill still {status}\n{dev.log_tail()}"
+        time.sleep(2)
+    assert status == "COMPLETED_SUCCESS", dev.log_tail()
+
+    runs = {
+        run["runId"] for run in dev.runs() if {"key": "dagster/backfill", "value": backfill_id} in run["tags"]
+    }
+    dates = [str(first + dt.timedelta(days=offset)) for offset in range(3)]
+    for asset, expected in (
+        ("rankings", set(dates)),
+        ("user_scores", {f"{day}|{user_range}" for day in dates for user_range in _ranges()}),
+    ):
+        materialized = dev.graphql(MATERIALIZED, {"path": [asset]})["assetOrError"]["assetMaterializations"]
+        assert {m["partition"] for m in materialized if m["runId"] in runs} == expected, asset
+    engine = db.get_engine(seeded_url)
+    for day in dates:
+        with engine.connect() as connection:
+            expected_rows = [tuple(row) for row in connection.execute(INDEPENDENT_RANKING, {"d": day})]
+        assert rankings_rows(engine, dt.date.fromisoformat(day)) == expected_rows and expected_rows
+
+
+def _ranges() -> list[str]:
+    from ranking_pipeline.lib.ranges import USER_ID_RANGES
+
+    return [user_range.key for user_range in USER_ID_RANGES]
 
 
 @pytest.mark.parametrize("argument", ["yesterday", "2025-02-30"])

@@ -14,7 +14,13 @@ import dagster as dg
 from dagster._core.errors import DagsterExecutionInterruptedError
 from sqlalchemy.engine import Connection
 
-from ranking_pipeline.lib.business_date import JST, dates_of_partition_keys, tagged_business_date
+from ranking_pipeline.constants import BUSINESS_DATE_TAG
+from ranking_pipeline.lib.business_date import (
+    JST,
+    check_business_date,
+    dates_of_partition_keys,
+    tagged_business_date,
+)
 from ranking_pipeline.lib.errors import is_transient, one_line
 from ranking_pipeline.lib.lock import BatchLock, LockHeldError
 
@@ -56,6 +62,8 @@ def run_business_dates(context: dg.AssetExecutionContext) -> list[dt.date]:
     """The business dates a run computes, from its partitions; a date tag on the run must name one of them."""
     dates = dates_of_partition_keys(list(context.partition_keys))
     tagged = tagged_business_date(context.run.tags)
+    if tagged is not None:
+        check_business_date(tagged, source=f"run tag {BUSINESS_DATE_TAG}")
     if tagged is not None and tagged not in dates:
         shown = ", ".join(str(day) for day in dates[:3]) + (" ..." if len(dates) > 3 else "")
         raise ValueError(
