@@ -25,6 +25,7 @@ from ranking_pipeline.lib.business_date import (
     scores_partition_tags,
     window_days,
 )
+from ranking_pipeline.lib.contract import order_defects, raise_if_defects, user_defects
 from ranking_pipeline.lib.queries import RankedUser, count_rows, read_rankings
 from ranking_pipeline.lib.ranges import USER_ID_RANGES
 from ranking_pipeline.lib.schema import rankings, user_scores
@@ -33,6 +34,10 @@ from ranking_pipeline.local_runs import execute_job
 
 class BatchRunFailed(RuntimeError):
     """A Dagster run of the batch ended in failure; the message carries its run id and first error."""
+
+    def __init__(self, message: str, *, input_error: bool = False) -> None:
+        super().__init__(message)
+        self.input_error = input_error  # caused by the input data: nothing was written
 
 
 @dataclass
@@ -52,7 +57,7 @@ def aggregate_days(
     """One batch_000_job run aggregating the JST days first..last; returns its run id."""
     outcome = execute_job(defs, BATCH_000_JOB, instance, aggregation_partition_tags(first, last), quiet=quiet)
     if outcome.failure:
-        raise BatchRunFailed(outcome.failure)
+        raise BatchRunFailed(outcome.failure, input_error=outcome.input_error)
     return outcome.run_id
 
 
@@ -73,7 +78,8 @@ def run_batch_runs(
     ranking_tags = {**tags, PARTITION_TAG: business_date.isoformat()}
     ranking = execute_job(defs, BATCH_001_RANKINGS_JOB, instance, ranking_tags, quiet=quiet)
     if scoring.failure or ranking.failure:
-        raise BatchRunFailed(scoring.failure or ranking.failure)
+        first = scoring if scoring.failure else ranking
+        raise BatchRunFailed(first.failure, input_error=first.input_error)
     return [scoring.run_id, ranking.run_id]
 
 
@@ -92,9 +98,13 @@ def run_batch(
 ) -> BatchSummary:
     started = time.monotonic()
     check_business_date(business_date, source="business date")
-    engine = database_of(defs).ready_engine()
+    engine = database_of(defs).ready_engine(patience=0)  # a person is waiting: say so at once
     with engine.connect() as connection:
         missing = [] if force else missing_aggregate_days(connection, business_date)
+        # the data contract, before any run starts: one line and exit 2 instead of a failed run
+        raise_if_defects(user_defects(connection), "users")
+        for first, last in contiguous_spans(window_days(business_date) if force else missing):
+            raise_if_defects(order_defects(connection, first, last), f"the orders of {first} .. {last}")
     summary = BatchSummary(
         business_date=business_date, aggregated_days=window_days(business_date) if force else missing
     )

@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     from ranking_pipeline.batch_runner import BatchRunFailed
     from ranking_pipeline.lib.contract import InputContractError
     from ranking_pipeline.lib.db import DatabaseConfigError, DatabaseUnreachableError
+    from ranking_pipeline.lib.errors import StoreUnreachableError
     from ranking_pipeline.lib.schema import InputSchemaError
     from ranking_pipeline.lib.settings import SettingsError
     from ranking_pipeline.lock_admin import LockAdminError
@@ -187,12 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         InputSchemaError,
         LockAdminError,
         SettingsError,
+        StoreUnreachableError,
     ) as error:
         print(f"ranking-pipeline: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BatchRunFailed as error:
         print(f"ranking-pipeline: error: {error}", file=sys.stderr)
-        return EXIT_RUN_FAILED
+        return EXIT_BAD_INPUT if error.input_error else EXIT_RUN_FAILED
 
 
 if __name__ == "__main__":

@@ -28,22 +28,31 @@ REPOSITORY_NAME = "__repository__"
 DEFINITIONS_MODULE = "ranking_pipeline.definitions"
 
 
+# Failures caused by the input (not by the run): the command line reports them as bad input (exit 2).
+INPUT_ERRORS = {"InputContractError", "InputSchemaError", "BusinessDateError"}
+
+
 @dataclass(frozen=True)
 class RunOutcome:
     run_id: str
     failure: str | None  # one line, None on success
+    input_error: bool = False  # the failure's cause is the input data (nothing was written)
+
+
+def _text(error) -> str:
+    """An error's first line without Dagster's ``package.module.Class: `` prefix."""
+    line = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+    head, _, rest = line.partition(": ")
+    return rest if head.endswith(error.cls_name) and rest else line
 
 
 def describe_error(error) -> str:
-    """The error's first line, and the root cause's when the error wraps one (as retries do)."""
-    first_line = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+    """The error's first line, and the root cause's when the error wraps a different one (as retries do)."""
     root = error
     while root.cause is not None:
         root = root.cause
-    if root is error:
-        return first_line
-    root_line = root.message.strip().splitlines()[0] if root.message.strip() else root.cls_name
-    return first_line if root_line in first_line else f"{first_line.rstrip(':')}: {root_line}"
+    first, root_text = _text(error), f"{root.cls_name}: {_text(root)}"
+    return first if root is error or _text(root) in first else f"{first}: {root_text}"
 
 
 def _origins(job_name: str):
@@ -74,7 +83,7 @@ def execute_job(
     remote_origin, code_origin = _origins(job_name)
     run = instance.create_run_for_job(
         job_def=job,
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL" if quiet else "INFO"}}}},
         tags={**job.tags, **tags},
         remote_job_origin=remote_origin,
         job_code_origin=code_origin,
@@ -85,9 +94,15 @@ def execute_job(
     failures = [event for event in result.all_events if event.is_step_failure]
     if not failures:
         return RunOutcome(run.run_id, f"{job_name} run {run.run_id} failed; see the run's event log")
+    error, causes = failures[0].step_failure_data.error, set()
+    while error is not None:
+        causes.add(error.cls_name)
+        error = error.cause
     reason = describe_error(failures[0].step_failure_data.error)
     return RunOutcome(
-        run.run_id, f"{job_name} run {run.run_id} failed in step {failures[0].step_key}: {reason}"
+        run.run_id,
+        f"{job_name} run {run.run_id} failed in step {failures[0].step_key}: {reason}",
+        input_error=bool(causes & INPUT_ERRORS),
     )
 
 

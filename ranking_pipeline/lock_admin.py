@@ -16,7 +16,6 @@ import dagster as dg
 from ranking_pipeline.constants import BATCH_000_PROCESS_ID, BATCH_001_PROCESS_ID
 from ranking_pipeline.lib.lock import BatchLock, LockHolder
 
-
 ENDED = {
     status.value
     for status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)

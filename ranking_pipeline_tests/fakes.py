@@ -4,6 +4,7 @@ sends real requests to them; they record what arrived, and can be told to fail."
 
 from __future__ import annotations
 
+import contextlib
 import email.policy
 import json
 import socket
@@ -185,3 +186,77 @@ def pagerduty_resource(server: RecordingHttpServer, routing_key: str):
     from ranking_pipeline.defs.notification_resources import PagerDutyEvents
 
     return PagerDutyEvents(routing_key=routing_key, events_url=f"{server.url}/v2/enqueue")
+
+
+class TcpProxy:
+    """A TCP proxy on 127.0.0.1 in front of a real server (PostgreSQL, Redis): ``cut()`` drops every open
+    connection and refuses new ones, ``restore()`` lets them through again: an outage, on loopback."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._up = threading.Event()
+        self._up.set()
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closing:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self._up.is_set():
+                client.close()  # refused while the outage lasts
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+            with self._lock:
+                self._open.discard(source)
+                self._open.discard(sink)
+
+    def cut(self) -> None:
+        self._up.clear()
+        with self._lock:
+            for connection in list(self._open):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+
+    def restore(self) -> None:
+        self._up.set()
+
+    def close(self) -> None:
+        self._closing = True
+        self.cut()
+        self._listener.close()
+
+
+@contextmanager
+def tcp_proxy(target_host: str, target_port: int) -> Iterator[TcpProxy]:
+    proxy = TcpProxy(target_host, target_port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()

@@ -16,9 +16,10 @@ from pydantic import Field, PrivateAttr
 from sqlalchemy.engine import Engine
 
 from ranking_pipeline.lib import settings
-from ranking_pipeline.lib.cache import DEFAULT_CACHE_KEY_PATTERN, clear_keys, redis_client
+from ranking_pipeline.lib.cache import DEFAULT_CACHE_KEY_PATTERN, clear_keys, describe_redis_url, redis_client
 from ranking_pipeline.lib.db import check_reachable, describe_url, get_engine
 from ranking_pipeline.lib.embedded_pg import embedded_database_url
+from ranking_pipeline.lib.errors import wait_until_reachable
 from ranking_pipeline.lib.gate import DEFAULT_GIVE_UP_AT_JST, parse_time_of_day
 from ranking_pipeline.lib.lock import (
     DEFAULT_TTL_SECONDS,
@@ -55,12 +56,21 @@ class RankingDatabase(dg.ConfigurableResource):
             return describe_url(self.url)
         return f"the embedded PostgreSQL in {Path(self.embedded_pgdata).expanduser().resolve()}"
 
-    def ready_engine(self) -> Engine:
-        """The engine, once per run after checking that the server answers, the input tables match the
-        contract and the output tables exist."""
+    def ready_engine(self, patience: float | None = None) -> Engine:
+        """The engine, once per run after checking that the server answers (a short outage is waited out),
+        the input tables match the contract and the output tables exist."""
+        if not self._ready:
+
+            def probe() -> None:
+                check_reachable(self.engine(), self.describe())
+
+            if patience == 0:
+                probe()
+            else:
+                what = f"the database {self.describe()}"
+                wait_until_reachable(probe, what=what, setting="RANKING_DATABASE_URL", patience=patience)
         engine = self.engine()
         if not self._ready:
-            check_reachable(engine, self.describe())
             with engine.connect() as connection:
                 validate_input_tables(connection)
             ensure_output_tables(engine)
@@ -82,9 +92,13 @@ class RankingRedis(dg.ConfigurableResource):
         return bool(self.url)
 
     def client(self):
-        """One client (connection pool) per run or tick."""
+        """One client (connection pool) per run or tick; the first use waits out a short outage."""
         if self._client is None:
-            self._client = redis_client(self.url)
+            client = redis_client(self.url)
+            wait_until_reachable(
+                client.ping, what=f"Redis at {describe_redis_url(self.url)}", setting="RANKING_REDIS_URL"
+            )
+            self._client = client
         return self._client
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

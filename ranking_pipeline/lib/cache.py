@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 DEFAULT_CACHE_KEY_PATTERN = "ranking:*"
+
+
+def describe_redis_url(url: str) -> str:
+    """The URL without its password (safe for logs and errors)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    return f"{parts.scheme}://{user + ':***@' if '@' in parts.netloc else ''}{host}{parts.path}"
 
 
 def redis_client(url: str):

@@ -57,3 +57,33 @@ def one_line(error: BaseException, limit: int = 500) -> str:
     first = message.splitlines()[0] if message else ""
     text = f"{type(error).__name__}: {first}" if first else type(error).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# How long a step waits for its database or Redis to answer when it starts: a short outage (a restart, a
+# failover) is waited out; a wrong URL or a server that is not running fails the step after this, once.
+STORE_PATIENCE_SECONDS = 30.0
+
+
+class StoreUnreachableError(RuntimeError):
+    """A store did not answer for the whole patience window: a configuration or infrastructure problem that
+    a retry a minute later would not fix (not retried; the message names the store and the setting)."""
+
+
+def wait_until_reachable(probe, *, what: str, setting: str, patience: float | None = None) -> None:
+    """Call ``probe()`` until it succeeds, for up to ``patience`` seconds while it fails with an error a retry
+    can fix; any other error at once. Raises StoreUnreachableError naming ``what`` and its ``setting``."""
+    import time
+
+    patience = STORE_PATIENCE_SECONDS if patience is None else patience
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            probe()
+            return
+        except Exception as error:
+            if not is_transient(error) or time.monotonic() >= deadline:
+                raise StoreUnreachableError(
+                    f"{what} did not answer{f' for {patience:.0f} s' if is_transient(error) else ''}: "
+                    f"{one_line(error)}; check {setting} and that the server is running"
+                ) from error
+        time.sleep(1.0)
