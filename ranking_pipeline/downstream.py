@@ -45,21 +45,21 @@ def start_on_rankings_committed(
         records = context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=RANKINGS, after_storage_id=after), limit=100, ascending=True
         ).records
-        requests = []
+        requests: dict[
+            str, dg.RunRequest
+        ] = {}  # one per date, even if D was ranked twice since the last tick
         for record in records:
             run = context.instance.get_run_by_id(record.run_id)
             if run is not None and not run.is_finished:
                 break  # its checks may still fail: look again next tick
             partition = record.asset_materialization.partition
             if run is not None and run.status == dg.DagsterRunStatus.SUCCESS and partition:
-                requests.append(
-                    dg.RunRequest(
-                        run_key=f"{downstream_job.name}:{partition}",
-                        tags={BUSINESS_DATE_TAG: partition, UPSTREAM_RUN_TAG: record.run_id},
-                    )
+                requests[partition] = dg.RunRequest(
+                    run_key=f"{downstream_job.name}:{partition}",
+                    tags={BUSINESS_DATE_TAG: partition, UPSTREAM_RUN_TAG: record.run_id},
                 )
             after = record.storage_id
         context.update_cursor(str(after))
-        return requests or dg.SkipReason(f"no new rankings committed (after event {after})")
+        return list(requests.values()) or dg.SkipReason(f"no new rankings committed (after event {after})")
 
     return _start_downstream

@@ -21,6 +21,10 @@ class TransientError(RuntimeError):
     """Our own errors that a retry can fix (the message says what happened)."""
 
 
+class PermanentError(RuntimeError):
+    """Our own verdict that a retry cannot fix this, whatever error it wraps."""
+
+
 def _sqlstate(error: BaseException) -> str | None:
     return getattr(getattr(error, "orig", None), "pgcode", None) or getattr(error, "pgcode", None)
 
@@ -33,6 +37,8 @@ def is_transient(error: BaseException) -> bool:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:  # the cause chain: wrappers name the real error
         seen.add(id(current))
+        if isinstance(current, PermanentError):
+            return False
         if isinstance(
             current, TransientError | redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
         ):
@@ -64,7 +70,7 @@ def one_line(error: BaseException, limit: int = 500) -> str:
 STORE_PATIENCE_SECONDS = 30.0
 
 
-class StoreUnreachableError(RuntimeError):
+class StoreUnreachableError(PermanentError):
     """A store did not answer for the whole patience window: a configuration or infrastructure problem that
     a retry a minute later would not fix (not retried; the message names the store and the setting)."""
 
@@ -82,8 +88,8 @@ def wait_until_reachable(probe, *, what: str, setting: str, patience: float | No
             return
         except Exception as error:
             if not is_transient(error) or time.monotonic() >= deadline:
-                raise StoreUnreachableError(
-                    f"{what} did not answer{f' for {patience:.0f} s' if is_transient(error) else ''}: "
-                    f"{one_line(error)}; check {setting} and that the server is running"
-                ) from error
+                cause = one_line(error)
+                hint = "" if setting in cause else f"; check {setting} and that the server is running"
+                waited = f" for {patience:.0f} s" if is_transient(error) else ""
+                raise StoreUnreachableError(f"{what} did not answer{waited}: {cause}{hint}") from error
         time.sleep(1.0)

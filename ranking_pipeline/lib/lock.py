@@ -132,18 +132,32 @@ class BatchLock(ABC):
         raise LockHeldError(f"lock {self.key} ({self.backend}) changed hands repeatedly; not starting")
 
     def release(self, token: str) -> bool:
-        """Release if ``token`` still holds it: True if released, False if it was not ours any more (or the
-        store could not be reached after retries; the lease then lapses within a minute). Never raises."""
+        """Release if ``token`` still holds it: True if released, False if it was not ours any more or the
+        store did not answer (then a background thread keeps trying until the lease would have lapsed anyway).
+        Never raises."""
         for attempt in range(1, RELEASE_ATTEMPTS + 1):
             try:
                 return self._delete(token)
             except Exception as error:
                 logger.warning(
-                    f"releasing lock {self.key} failed (attempt {attempt} of {RELEASE_ATTEMPTS}): "
-                    f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+                    f"releasing lock {self.key} failed (attempt {attempt} of {RELEASE_ATTEMPTS}): {error!r}"
                 )
                 time.sleep(attempt)
+        threading.Thread(
+            target=self._release_later, args=(token,), name=f"release {self.key}", daemon=True
+        ).start()
         return False
+
+    def _release_later(self, token: str) -> None:
+        deadline = time.monotonic() + self.lease_seconds
+        while time.monotonic() < deadline:
+            time.sleep(min(2.0, self.lease_seconds / 10))
+            try:
+                self._delete(token)
+                logger.warning(f"lock {self.key}: released on a later attempt")
+                return
+            except Exception:  # still unreachable: try again; the lease lapses by the deadline anyway
+                continue
 
     def force_release(self) -> LockHolder | None:
         """Remove the lock whoever holds it (operators only); returns the holder that was removed."""
