@@ -111,8 +111,10 @@ def test_a_row_lock_held_elsewhere_times_out_after_10_s_and_the_retry_succeeds(
         blocker.close()
 
     assert time.monotonic() - started >= 10
-    messages = run_log_messages(instance, scoring_run_ids(instance)[0])
+    scoring = scoring_run_ids(instance)[0]
+    messages = run_log_messages(instance, scoring)
     assert any("waited 10s for a lock held by another database session" in m for m in messages)
+    assert len(instance.all_logs(scoring, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)) == 1  # retried once
     assert rankings_rows(seeded, D) == expected_rankings(seeded)
 
 
@@ -207,3 +209,25 @@ def test_without_redis_the_cache_step_says_it_skipped(seeded, instance, definiti
 
     messages = run_log_messages(instance, ranking_run_ids(instance)[0])
     assert "rankings cache: no Redis configured, nothing to clear" in messages
+
+
+def test_an_unreachable_redis_fails_the_batch_once_without_retries_naming_it(
+    seeded, database_url, instance, definitions, monkeypatch
+):
+    from ranking_pipeline.lib import errors
+
+    run_date(definitions, instance, D)
+    before = rankings_rows(seeded, D)
+    monkeypatch.setattr(errors, "STORE_PATIENCE_SECONDS", 2.0)  # (30 s in production: a restart is waited out)
+    wrong = project_defs(database_url, redis_url="redis://127.0.0.1:1/0")  # nothing listens there
+
+    started = time.monotonic()
+    with pytest.raises(BatchRunFailed) as failed:
+        run_date(wrong, instance, D, force=True)
+
+    assert time.monotonic() - started < 30
+    assert "Redis at redis://127.0.0.1:1/0 did not answer for 2 s" in str(failed.value)
+    assert "RANKING_REDIS_URL" in str(failed.value)
+    scoring = scoring_run_ids(instance)[0]
+    assert not instance.all_logs(scoring, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    assert rankings_rows(seeded, D) == before
