@@ -218,7 +218,9 @@ def test_an_unreachable_redis_fails_the_batch_once_without_retries_naming_it(
 
     run_date(definitions, instance, D)
     before = rankings_rows(seeded, D)
-    monkeypatch.setattr(errors, "STORE_PATIENCE_SECONDS", 2.0)  # (30 s in production: a restart is waited out)
+    monkeypatch.setattr(
+        errors, "STORE_PATIENCE_SECONDS", 2.0
+    )  # (30 s in production: a restart is waited out)
     wrong = project_defs(database_url, redis_url="redis://127.0.0.1:1/0")  # nothing listens there
 
     started = time.monotonic()

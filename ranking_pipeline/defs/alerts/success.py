@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dagster as dg
 
 from ranking_pipeline.constants import BATCH_ID_TAG
@@ -11,8 +13,11 @@ from ranking_pipeline.defs.jobs import batch_001_rankings_job
 from ranking_pipeline.defs.notification_resources import BatchSlackResource, DagsterUi
 from ranking_pipeline.defs.resources import RankingDatabase
 from ranking_pipeline.lib.business_date import dates_of_run_tags
+from ranking_pipeline.lib.db import explain_database_error
 from ranking_pipeline.lib.notify import messages as m
-from ranking_pipeline.lib.notify.rank_movers import previous_ranked, rank_movers, ranked_count
+from ranking_pipeline.lib.notify.rank_movers import previous_ranked, rank_movers
+
+RANKINGS = dg.AssetKey("rankings")
 
 
 @dg.run_status_sensor(
@@ -38,23 +43,39 @@ def notify_on_batch_success(
     )
     duration = record.end_time - started if record and record.end_time and started else None
 
+    committed = {
+        record.asset_materialization.partition: record.asset_materialization.metadata
+        for record in context.instance.fetch_materializations(RANKINGS, limit=50).records
+        if record.run_id == run.run_id
+    }
+
     def post(business_date) -> None:
-        with database.engine().connect() as connection:
-            rows = ranked_count(connection, business_date)
-            previous = previous_ranked(connection, business_date)
-            climbers, fallers = rank_movers(connection, business_date, previous[0]) if previous else ([], [])
         facts = m.CompletionFacts(
             run_id=run.run_id,
             business_date=business_date.isoformat(),
             run_url=dagster_ui.run_url(run.run_id),
-            rows_ranked=rows,
+            rows_ranked=committed[business_date.isoformat()]["dagster/row_count"].value,
             duration_seconds=duration,
-            previous_date=previous[0] if previous else None,
-            previous_rows=previous[1] if previous else 0,
-            climbers=climbers,
-            fallers=fallers,
         )
+        try:  # the comparison needs the database; the notice goes out without it if it is unreachable
+            with database.engine().connect() as connection:
+                previous = previous_ranked(connection, business_date)
+                climbers, fallers = (
+                    rank_movers(connection, business_date, previous[0]) if previous else ([], [])
+                )
+            facts = replace(
+                facts,
+                previous_date=previous[0] if previous else None,
+                previous_rows=previous[1] if previous else 0,
+                climbers=climbers,
+                fallers=fallers,
+            )
+        except Exception as error:
+            context.log.warning(f"completion notice for run {run.run_id} without rank movers: {error!r}")
+            facts = replace(facts, unavailable=explain_database_error(error, database.describe()))
         slack.post(m.completion_slack_text(facts))
 
     for business_date in dates_of_run_tags(dict(run.tags)):
+        if business_date.isoformat() not in committed:
+            continue
         deliver(context, m.SLACK, run.run_id, slack.is_configured(), lambda day=business_date: post(day))

@@ -66,6 +66,7 @@ class CompletionFacts:
     previous_rows: int = 0
     climbers: list[Mover] = field(default_factory=list)
     fallers: list[Mover] = field(default_factory=list)
+    unavailable: str | None = None  # why the comparison with the previous date is missing, if it is
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,9 @@ def completion_slack_text(facts: CompletionFacts) -> str:
         f":white_check_mark: *BATCH-001 completed* for business date {facts.business_date}: "
         f"{facts.rows_ranked:,} users ranked in {format_duration(facts.duration_seconds)}.",
     ]
-    if facts.previous_date is None:
+    if facts.unavailable:
+        lines.append(f"Rank movers unavailable: {facts.unavailable}")
+    elif facts.previous_date is None:
         lines.append("No earlier business date to compare with.")
     else:
         lines.append(f"Compared with {facts.previous_date} ({facts.previous_rows:,} ranked):")

@@ -30,12 +30,6 @@ _MOVERS = sa.text(
 )
 
 
-def ranked_count(connection: Connection, business_date: dt.date) -> int:
-    return connection.execute(
-        sa.text("SELECT count(*) FROM rankings WHERE ranking_date = :d"), {"d": business_date}
-    ).scalar_one()
-
-
 def previous_ranked(connection: Connection, business_date: dt.date) -> tuple[dt.date, int] | None:
     row = connection.execute(_PREVIOUS, {"business_date": business_date}).one_or_none()
     return (row[0], row[1]) if row else None
