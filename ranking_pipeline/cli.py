@@ -81,10 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--process", choices=("BATCH-001", "BATCH-000"), default="BATCH-001")
     release.add_argument("--force", action="store_true", help="release even a live holder's lock")
 
-    commands.add_parser(
+    dev = commands.add_parser(
         "dev",
         help="`dagster dev` on this project (stops on Ctrl-C and SIGTERM, with the embedded server it started)",
     )
+    dev.epilog = "Any further arguments are passed on to `dagster dev` (e.g. -p 3001)."
 
     bench = commands.add_parser(
         "bench",
@@ -157,7 +158,7 @@ def _lock(args: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from ranking_pipeline.dev import run_dagster_dev
 
-    return run_dagster_dev()
+    return run_dagster_dev(args.dagster_args)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -176,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     from ranking_pipeline.lib.settings import SettingsError
     from ranking_pipeline.lock_admin import LockAdminError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "dev":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.dagster_args = extra
     handlers = {"seed": _seed, "run": _run, "lock": _lock, "dev": _dev, "bench": _bench}
     try:
         return handlers[args.command](args)
