@@ -57,7 +57,7 @@ def test_every_asset_sensor_and_schedule_explains_itself_in_the_ui():
             continue
         assert node.owners == ["team:data-platform"], name
         if name == "batch_metrics":  # a report on the runs, not a table
-            assert {"dagster", "matplotlib"} <= node.kinds
+            assert {"dagster", "postgres"} <= node.kinds
             continue
         assert {"postgres", "sql"} <= node.kinds, name
         assert node.metadata["dagster/table_name"] == name

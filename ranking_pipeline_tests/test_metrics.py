@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 
 import dagster as dg
+from dagster._core.test_utils import freeze_time
 
 from ranking_pipeline.lib import metrics
 from ranking_pipeline.lib.business_date import JST
@@ -71,9 +73,14 @@ def test_processed_counts_trend_by_iso_week():
     assert weeks["2026-W06"].mean_scored_per_day == 1100
 
 
-def test_the_chart_is_a_png():
-    png = metrics.render_chart(metrics.runs_per_day(HISTORY), {"2026-W06": metrics.WeekCount(2, 2200, 1900)})
-    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+def test_the_chart_is_an_inline_svg_small_enough_for_the_ui_to_show_it_as_an_image():
+    busy_days = {NOW.date() - dt.timedelta(days=n): 1000 + n for n in range(400)}
+    busy_weeks = {f"W{n}": metrics.WeekCount(7, 10**9 + n, 10**9) for n in range(60)}
+    chart = metrics.chart_markdown(busy_days, busy_weeks, NOW.date())
+    assert chart.startswith("![") and "(data:image/svg+xml;base64," in chart
+    assert len(chart) < 1000  # the UI renders markdown metadata inline only under 1,000 characters
+    svg = base64.b64decode(chart.split("base64,")[1].rstrip(")")).decode()
+    assert svg.count("<polyline") == 2 and "batches per day" in svg
 
 
 def test_the_metrics_asset_reports_the_instance_batches_and_processed_counts(engine, instance, definitions):
@@ -82,17 +89,26 @@ def test_the_metrics_asset_reports_the_instance_batches_and_processed_counts(eng
     first = run_date(definitions, instance, day - dt.timedelta(days=1))
     second = run_date(definitions, instance, day)
 
-    result = dg.materialize(
-        [definitions.get_assets_def("batch_metrics")], instance=instance, resources=definitions.resources
-    )
+    now = dt.datetime.fromtimestamp(instance.get_run_records(limit=1)[0].end_time, tz=dt.UTC)
+    with freeze_time(now + dt.timedelta(seconds=1)):  # the asset's clock, right after the second batch
+        result = dg.materialize(
+            [definitions.get_assets_def("batch_metrics")], instance=instance, resources=definitions.resources
+        )
 
     assert result.success
     [materialization] = result.asset_materializations_for_node("batch_metrics")
     metadata = materialization.metadata
     assert metadata["runs_recorded"].value == 2  # two BATCH-001 batches (two runs each), not BATCH-000
-    assert metadata["runs_today_jst"].value == 2
+    starts = [
+        r.start_time for r in instance.get_run_records() if r.dagster_run.job_name == "batch_001_scores_job"
+    ]
+    today = (now + dt.timedelta(seconds=1)).astimezone(JST).date()
+    expected_today = sum(dt.datetime.fromtimestamp(t, tz=JST).date() == today for t in starts)
+    assert (
+        metadata["runs_today_jst"].value == expected_today
+    )  # both batches, unless JST midnight fell between
     assert metadata["failure_rate_this_month"].value == 0.0
     assert 0 < metadata["mean_duration_seconds_30d"].value < 120
     week = "| 2026-W02 | 2 | " + f"{first.scored_users + second.scored_users:,}"
     assert week in metadata["processed_per_week"].value
-    assert metadata["chart"].value.startswith("![BATCH-001 metrics](data:image/png;base64,iVBORw0KGgo")
+    assert "(data:image/svg+xml;base64," in metadata["chart"].value

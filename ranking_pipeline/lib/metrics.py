@@ -5,7 +5,7 @@ the SQL reading those counts from the management table and a PNG chart."""
 from __future__ import annotations
 
 import datetime as dt
-import io
+import base64
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
@@ -141,25 +141,28 @@ def markdown_tables(
     }
 
 
-def render_chart(per_day: dict[dt.date, int], per_week: dict[str, WeekCount]) -> bytes:
-    """A PNG: runs per day (last 30 days shown) and users scored per week."""
-    import matplotlib
+CHART_DAYS = 30
+CHART_WEEKS = 12
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
 
-    days = list(per_day.items())[-30:]
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), constrained_layout=True)
-    try:
-        top.bar([d.isoformat()[5:] for d, _ in days], [c for _, c in days], color="#4f43dd")
-        top.set_title("BATCH-001 runs per day (JST)")
-        top.tick_params(axis="x", labelrotation=60, labelsize=7)
-        weeks = list(per_week.items())
-        bottom.plot([w for w, _ in weeks], [c.users_scored for _, c in weeks], marker="o", color="#0d9488")
-        bottom.set_title("Users scored per ISO week")
-        bottom.tick_params(axis="x", labelrotation=60, labelsize=7)
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=80)
-    finally:
-        plt.close(figure)
-    return buffer.getvalue()
+def _polyline(values: list[int], top: int, bottom: int, color: str) -> str:
+    peak = max(values, default=0) or 1
+    step = 300 / max(len(values) - 1, 1)
+    points = " ".join(
+        f"{round(i * step)},{bottom - round((bottom - top) * v / peak)}" for i, v in enumerate(values)
+    )
+    return f"<polyline points='{points}' fill='none' stroke='{color}' stroke-width='2'/>"
+
+
+def chart_markdown(per_day: dict[dt.date, int], per_week: dict[str, WeekCount], today: dt.date) -> str:
+    """A small SVG chart as inline markdown (under 1,000 characters, so the UI shows it as an image, not a
+    link): batches per JST day over the last 30 days, and users scored per ISO week over the last 12."""
+    days = [per_day.get(today - dt.timedelta(days=offset), 0) for offset in range(CHART_DAYS - 1, -1, -1)]
+    weeks = [count.users_scored for count in list(per_week.values())[-CHART_WEEKS:]]
+    svg = (
+        "<svg xmlns='http://www.w3.org/2000/svg' width='300' height='104' font-size='9'>"
+        f"{_polyline(days, 12, 44, '#4f43dd')}<text y='9'>batches per day, last {CHART_DAYS} days</text>"
+        f"{_polyline(weeks, 64, 100, '#0d9488')}<text y='61'>users scored per week</text></svg>"
+    )
+    encoded = base64.b64encode(svg.encode()).decode()
+    return f"![batches per day; users scored per week](data:image/svg+xml;base64,{encoded})"
