@@ -174,7 +174,7 @@ with lock.held("run-that-gets-killed"):
 """
 
 
-def test_a_killed_holder_process_loses_the_lock_within_its_lease(make_lock, database_url, request):
+def test_a_killed_holder_process_loses_the_lock_at_once_on_its_machine(make_lock, database_url, request):
     target = request.getfixturevalue("redis_url") if make_lock.backend == "redis" else database_url
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER_PROCESS, make_lock.backend, target, make_lock.key],
@@ -186,14 +186,11 @@ def test_a_killed_holder_process_loses_the_lock_within_its_lease(make_lock, data
         time.sleep(3)  # beyond its 2 s lease: the heartbeat keeps a live holder's lock
         with pytest.raises(LockHeldError, match="run-that-gets-killed"):
             make_lock().acquire("run-next")
-        os.kill(holder.pid, signal.SIGKILL)  # or the OOM killer, or a lost machine
+        os.kill(holder.pid, signal.SIGKILL)  # or the OOM killer
         holder.wait()
 
-        waited = wait_until(
-            lambda: make_lock().current_holder() is None, 30, "the killed holder's lock to go"
-        )
+        taken = make_lock().acquire("run-next")  # its process is gone from this machine: no waiting
     finally:
         if holder.poll() is None:
             holder.kill()
-    assert waited <= 2.5
-    assert make_lock().acquire("run-next").run_id == "run-next"
+    assert taken.run_id == "run-next"

@@ -78,6 +78,17 @@ def _utc(value: dt.datetime | float) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
+def _dead_here(holder: LockHolder) -> bool:
+    """The holder's process ran on this machine and exists no more (killed, out of memory)."""
+    import psutil
+
+    return (
+        holder.host == socket.gethostname()
+        and holder.pid != os.getpid()
+        and not psutil.pid_exists(holder.pid)
+    )
+
+
 class BatchLock(ABC):
     """One named lock with a lease and an expiry."""
 
@@ -113,12 +124,15 @@ class BatchLock(ABC):
     def acquire(self, run_id: str, run_ended: Callable[[str], bool] | None = None) -> LockHolder:
         """Take the lock for ``run_id`` or raise LockHeldError naming the live holder.
 
-        ``run_ended(run_id)`` tells whether another holder's run is known to have finished (its lock is then
-        taken over at once instead of waiting for its lease to lapse)."""
+        A holder known to be gone is taken over at once instead of waiting for its lease to lapse: a process of
+        this machine that no longer exists, or a run that ``run_ended(run_id)`` says has finished."""
         token, host, pid = uuid.uuid4().hex, socket.gethostname(), os.getpid()
         for _ in range(3):  # the holder may change between the two reads: look again
             current = self.current_holder()
-            ended = current.token if current and run_ended and run_ended(current.run_id) else None
+            gone = current is not None and (
+                _dead_here(current) or (run_ended is not None and run_ended(current.run_id))
+            )
+            ended = current.token if gone else None
             if self._take(token, run_id, host, pid, ended):
                 return self.current_holder() or LockHolder(token, run_id, _utc(time.time()), host, pid)
             holder = self.current_holder()
