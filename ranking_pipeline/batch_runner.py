@@ -71,7 +71,7 @@ def run_batch_runs(
     launched_by: str | None = None,
 ) -> list[str]:
     """The two runs of a batch for D, one after the other (the ranking run runs even after a failed scoring
-    run, and fails at once naming it, as in the nightly batch). Raises BatchRunFailed with the first failure."""
+    run, and fails at once naming it, as in the nightly batch). Raises BatchRunFailed with the first one."""
     tags = batch_tags(business_date, new_batch_id(business_date), launched_by=launched_by, force=force)
     scores_tags = {**tags, **scores_partition_tags(business_date, [r.key for r in USER_ID_RANGES])}
     scoring = execute_job(defs, BATCH_001_SCORES_JOB, instance, scores_tags, quiet=quiet)

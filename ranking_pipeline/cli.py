@@ -1,8 +1,8 @@
 """`ranking-pipeline`: seed sample data, run the nightly batch, look after its locks, start the UI.
 
 Every mistake a person can make (a bad date or argument, a wrong setting, an unreachable database, input that
-breaks the data contract, a failed run) ends with one line on stderr naming what is wrong and what to do, and a
-non-zero exit: 2 when nothing was run or written, 1 when a run failed.
+breaks the data contract, a failed run) ends with one line on stderr naming what is wrong and what to do, and
+a non-zero exit: 2 when nothing was run or written, 1 when a run failed.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = commands.add_parser(
         "dev",
-        help="`dagster dev` on this project (stops on Ctrl-C and SIGTERM, with the embedded server it started)",
+        help="`dagster dev` on this project (stops on Ctrl-C and SIGTERM, with the embedded server it "
+        "started)",
     )
     dev.epilog = "Any further arguments are passed on to `dagster dev` (e.g. -p 3001)."
 

@@ -1,4 +1,4 @@
-"""For jobs that follow BATCH-001 (BATCH-002, the mail batch): start them once the rankings of D are committed.
+"""For jobs that follow BATCH-001 (BATCH-002, the mail batch): start them once D's rankings are committed.
 
 In the downstream job's own code location (sharing the Dagster instance)::
 

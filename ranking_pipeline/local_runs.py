@@ -110,9 +110,9 @@ def execute_job(
 def project_instance() -> Iterator[tuple[dg.DagsterInstance, str]]:
     """The Dagster instance `dagster dev` uses when started from the current folder, and a description of it.
 
-    DAGSTER_HOME set: that instance. Else, in a folder with a dagster.yaml (the project's): the storage that file
-    names (``.ranking_pipeline/dagster``), which `dagster dev` from the same folder reads too. Else a temporary
-    instance, gone when the command ends.
+    DAGSTER_HOME set: that instance. Else, in a folder with a dagster.yaml (the project's): the storage that
+    file names (``.ranking_pipeline/dagster``), which `dagster dev` from the same folder reads too. Else a
+    temporary instance, gone when the command ends.
     """
     if os.environ.get("DAGSTER_HOME"):
         with dg.DagsterInstance.get() as instance:
@@ -121,12 +121,14 @@ def project_instance() -> Iterator[tuple[dg.DagsterInstance, str]]:
     here = Path.cwd()
     if (here / "dagster.yaml").exists():
         # Like `dagster dev`: settings and storage from ./dagster.yaml, scratch files in a temporary folder.
-        with tempfile.TemporaryDirectory(prefix=".tmp_dagster_home_", dir=here) as scratch:
-            with dg.DagsterInstance.from_ref(InstanceRef.from_dir(scratch, config_dir=str(here))) as instance:
-                yield (
-                    instance,
-                    f"the Dagster instance of {here / 'dagster.yaml'} (what `dagster dev` here shows)",
-                )
+        with (
+            tempfile.TemporaryDirectory(prefix=".tmp_dagster_home_", dir=here) as scratch,
+            dg.DagsterInstance.from_ref(InstanceRef.from_dir(scratch, config_dir=str(here))) as instance,
+        ):
+            yield (
+                instance,
+                f"the Dagster instance of {here / 'dagster.yaml'} (what `dagster dev` here shows)",
+            )
         return
     with (
         tempfile.TemporaryDirectory(prefix="ranking-pipeline-dagster-") as home,

@@ -86,7 +86,8 @@ def _release(lock: BatchLock, where: str, force: bool) -> str:
     }
     if not ended and not force:
         raise LockAdminError(
-            f"{lock.key} is {_describe(holder)}: not released. If that process is stuck, stop its run in the UI "
+            f"{lock.key} is {_describe(holder)}: not released. If that process is stuck, stop its run in the "
+            "UI "
             "(the next run then takes the lock at once) or use `ranking-pipeline lock release --force`"
         )
     lock.force_release()

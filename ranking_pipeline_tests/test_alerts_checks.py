@@ -1,6 +1,6 @@
 """The checks on rankings, per business date, through real materializations: the row-count anomaly passes at
-60 % and warns at 40 % of the previous business date's rows (and the warning reaches Slack); the integrity check
-fails on corrupted committed rankings of D, fails its run (blocking), and says so for D only."""
+60 % and warns at 40 % of the previous business date's rows (and the warning reaches Slack); the integrity
+check fails on corrupted committed rankings of D, fails its run (blocking), and says so for D only."""
 
 from __future__ import annotations
 

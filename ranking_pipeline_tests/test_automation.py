@@ -1,5 +1,6 @@
-"""The nightly chain: BATCH-000 at 02:00, BATCH-001 from 03:00 behind the upstream gate (late landing included,
-with a give-up time), one batch per date, and BATCH-002 started once the rankings of D are committed."""
+"""The nightly chain: BATCH-000 at 02:00, BATCH-001 from 03:00 behind the upstream gate (late landing
+included, with a give-up time), one batch per date, and BATCH-002 started once the rankings of D are
+committed."""
 
 import datetime as dt
 

@@ -1,6 +1,6 @@
-"""Runs of `ranking-pipeline run` are alerted like any other run, exactly once, by the sensors of a daemon that
-watches the same Dagster instance: the real sensor daemon iteration, the project's code location served by a
-real code server (configured from the environment, as in production), Slack and SMTP stand-ins."""
+"""Runs of `ranking-pipeline run` are alerted like any other run, exactly once, by the sensors of a daemon
+that watches the same Dagster instance: the real sensor daemon iteration, the project's code location served
+by a real code server (configured from the environment, as in production), Slack and SMTP stand-ins."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`ranking-pipeline dev` (the project's `dagster dev`) stops on SIGTERM, even when started in the background
-from a script (SIGINT ignored): its webserver, daemon and code server stop, and so does the embedded PostgreSQL
-server its sensors started. Nothing of ours is left running."""
+from a script (SIGINT ignored): its webserver, daemon and code server stop, and so does the embedded
+PostgreSQL server its sensors started. Nothing of ours is left running."""
 
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
-"""`dagster dev` seen over HTTP: the shared instance settings in force with no setup, and BATCH-001 launched for a
-date through the GraphQL API the way cron, EventBridge or a webhook would (deploy/trigger/), queued like every
-other writer of the rankings table; dates outside the deployment's span refused before anything is launched."""
+"""`dagster dev` seen over HTTP: the shared instance settings in force with no setup, and BATCH-001 launched
+for a date through the GraphQL API the way cron, EventBridge or a webhook would (deploy/trigger/), queued like
+every other writer of the rankings table; dates outside the deployment's span refused before anything is
+launched."""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import subprocess
 import sys
@@ -27,8 +29,6 @@ from ranking_pipeline.lib.queries import count_rows
 from ranking_pipeline.lib.schema import rankings as rankings_table
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.conftest import PROJECT_ROOT, create_database, drop_database
-from ranking_pipeline_tests.helpers import rankings_rows
-from ranking_pipeline_tests.test_against_sql import INDEPENDENT_RANKING
 from ranking_pipeline_tests.dagster_dev import (
     FINISHED_STATUSES,
     DagsterDev,
@@ -36,6 +36,8 @@ from ranking_pipeline_tests.dagster_dev import (
     copy_project,
     dagster_dev,
 )
+from ranking_pipeline_tests.helpers import rankings_rows
+from ranking_pipeline_tests.test_against_sql import INDEPENDENT_RANKING
 
 TRIGGER = PROJECT_ROOT / "deploy" / "trigger" / "launch_batch_001.py"
 D = dt.date(2025, 6, 30)
@@ -179,7 +181,7 @@ def test_a_second_batch_waits_queued_while_the_first_runs(dev):
 
     assert [run["status"] for run in runs] == ["SUCCESS"] * 4, dev.log_tail()
     assert seen_queued_behind, "no run was ever seen QUEUED while another ran"
-    for earlier, later in zip(runs, runs[1:], strict=False):
+    for earlier, later in itertools.pairwise(runs):
         assert later["startTime"] >= earlier["endTime"], "the runs did not run one after the other, in order"
 
 
@@ -199,7 +201,9 @@ query Backfill($id: String!) {
 """
 MATERIALIZED = """
 query Materialized($path: [String!]!) {
-  assetOrError(assetKey: {path: $path}) { ... on Asset { assetMaterializations(limit: 100) { runId partition } } }
+  assetOrError(assetKey: {path: $path}) {
+    ... on Asset { assetMaterializations(limit: 100) { runId partition } }
+  }
 }
 """
 

@@ -1,5 +1,5 @@
-"""Input that breaks the data contract is refused before anything is written: from the command line as one line
-and exit 2; in a Dagster run at once (no retries), by the blocking contract check on the input table."""
+"""Input that breaks the data contract is refused before anything is written: from the command line as one
+line and exit 2; in a Dagster run at once (no retries), by the blocking contract check on the input table."""
 
 from __future__ import annotations
 
@@ -34,24 +34,26 @@ INSERT INTO orders VALUES
   (2, 2, 80.00, 'completed', '2026-11-26 10:00+09'),
   (3, 3, 0.01, 'completed', '2026-11-25 10:00+09');
 """
-ON_D = "'2026-11-27 12:00+09'"
 
 DEFECTS = {
     "a NULL amount beside a real order": (
-        f"INSERT INTO orders VALUES (10, 1, NULL, 'completed', {ON_D})",
+        "INSERT INTO orders VALUES (10, 1, NULL, 'completed', '2026-11-27 12:00+09')",
         "1 orders with a NULL amount (order_id shown) (e.g. 10)",
     ),
     "every amount of a user's day NULL": (
-        f"INSERT INTO orders VALUES (10, 2, NULL, 'completed', {ON_D}), (11, 2, NULL, 'completed', {ON_D})",
+        "INSERT INTO orders VALUES (10, 2, NULL, 'completed', '2026-11-27 12:00+09'), (11, 2, NULL, "
+        "'completed', '2026-11-27 12:00+09')",
         "2 orders with a NULL amount (order_id shown) (e.g. 10, 11)",
     ),
     "statuses spelled differently": (
-        f"INSERT INTO orders VALUES (10, 1, 5, 'Completed', {ON_D}), (11, 1, 5, 'COMPLETED', {ON_D}),"
-        f" (12, 1, 5, 'completed ', {ON_D})",
-        "3 orders whose status is not one of completed, cancelled, refunded (order_id shown) (e.g. 10, 11, 12)",
+        "INSERT INTO orders VALUES (10, 1, 5, 'Completed', '2026-11-27 12:00+09'), (11, 1, 5, 'COMPLETED', "
+        "'2026-11-27 12:00+09'),"
+        " (12, 1, 5, 'completed ', '2026-11-27 12:00+09')",
+        "3 orders whose status is not one of completed, cancelled, refunded (order_id shown) (e.g. 10, 11, "
+        "12)",
     ),
     "an amount with three decimals": (
-        f"INSERT INTO orders VALUES (10, 3, 0.005, 'completed', {ON_D})",
+        "INSERT INTO orders VALUES (10, 3, 0.005, 'completed', '2026-11-27 12:00+09')",
         "1 orders whose amount has more than 2 decimals (order_id shown) (e.g. 10)",
     ),
     "a user with a NULL status": (

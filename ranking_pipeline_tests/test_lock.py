@@ -1,5 +1,5 @@
-"""The distributed batch lock, on both backends (Redis and the PostgreSQL table): refusal while the holder lives,
-takeover when it is gone, fencing, and a release that never fails a run."""
+"""The distributed batch lock, on both backends (Redis and the PostgreSQL table): refusal while the holder
+lives, takeover when it is gone, fencing, and a release that never fails a run."""
 
 import datetime as dt
 import os

@@ -1,5 +1,6 @@
 """The batch lock as an operator meets it, on both backends: a run killed while holding it does not block the
-next one, and `ranking-pipeline lock status` / `lock release [--force]` say and do what the runbook promises."""
+next one, and `ranking-pipeline lock status` / `lock release [--force]` say and do what the runbook
+promises."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def test_a_run_killed_while_holding_the_lock_does_not_block_the_next_one(backend
             """
             CREATE FUNCTION slow_scores() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN PERFORM pg_sleep(8); RETURN NULL; END $$;
-            CREATE TRIGGER slow_scores AFTER INSERT ON user_scores FOR EACH STATEMENT EXECUTE FUNCTION slow_scores();
+            CREATE TRIGGER slow_scores AFTER INSERT ON user_scores
+              FOR EACH STATEMENT EXECUTE FUNCTION slow_scores();
             """
         )
     victim = subprocess.Popen(

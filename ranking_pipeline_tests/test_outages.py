@@ -1,7 +1,8 @@
 """Short outages of the database or Redis during a batch end in a successful batch with nothing left behind;
 longer ones in one clear failure naming the cause. The batch talks to the real servers through a TCP proxy on
 loopback that the test cuts for 5 seconds (every open connection dropped, new ones refused), at a moment made
-certain by the database itself (a trigger that holds the scoring INSERT, a lock that holds the lock release)."""
+certain by the database itself (a trigger that holds the scoring INSERT, a lock that holds the lock
+release)."""
 
 from __future__ import annotations
 
@@ -123,7 +124,8 @@ def _ranking_committed(engine: sa.Engine, run_ids: Callable[[], set[str]]) -> Ca
         with engine.connect() as connection:
             done = connection.execute(
                 sa.text(
-                    "SELECT run_id FROM ranking_partition_runs WHERE asset = 'rankings' AND business_date = :d "
+                    "SELECT run_id FROM ranking_partition_runs WHERE asset = 'rankings' AND business_date = "
+                    ":d "
                     "AND status = 'completed'"
                 ),
                 {"d": D},

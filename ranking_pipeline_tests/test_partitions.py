@@ -1,6 +1,6 @@
-"""The business date as Dagster's partition, as the UI reads it: per-date (and per-range) status, dates outside the
-deployment's span refused before anything is written, windows reaching before the first order, and an instance
-that still holds the history of the old static user-ID-range partitions."""
+"""The business date as Dagster's partition, as the UI reads it: per-date (and per-range) status, dates
+outside the deployment's span refused before anything is written, windows reaching before the first order, and
+an instance that still holds the history of the old static user-ID-range partitions."""
 
 from __future__ import annotations
 

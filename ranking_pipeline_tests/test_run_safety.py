@@ -174,7 +174,8 @@ def fail_once_in_range(engine, user_range, times: int) -> None:
                 BEGIN
                   IF NEW.user_id BETWEEN {user_range.first_id} AND {user_range.last_id} THEN
                     IF nextval('fail_counter') <= {times} THEN
-                      RAISE EXCEPTION 'injected failure in %', NEW.user_id USING ERRCODE = 'serialization_failure';
+                      RAISE EXCEPTION 'injected failure in %', NEW.user_id
+                        USING ERRCODE = 'serialization_failure';
                     END IF;
                   END IF;
                   RETURN NEW;

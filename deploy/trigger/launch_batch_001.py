@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Launch BATCH-001 for one business date through Dagster's GraphQL API: what a cron job, an EventBridge target
-or a webhook relay runs. Python 3.8+, standard library only.
+"""Launch BATCH-001 for one business date through Dagster's GraphQL API: what a cron job, an EventBridge
+target or a webhook relay runs. Python 3.8+, standard library only.
 
     DAGSTER_URL=https://dagster.internal deploy/trigger/launch_batch_001.py [--force] [YYYY-MM-DD]
 
@@ -113,7 +113,8 @@ def main(argv):
         fail(
             2,
             f"{business_date} is not a business date of this deployment ({why}): dates run from {first} "
-            f"(RANKING_FIRST_BUSINESS_DATE) to {last} (the last JST day that has ended); nothing was launched",
+            f"(RANKING_FIRST_BUSINESS_DATE) to {last} (the last JST day that has ended); nothing was "
+            "launched",
         )
     day = business_date.isoformat()
     tags = {"ranking/business_date": day, "ranking/batch_id": f"{day}-{uuid.uuid4().hex[:8]}"}

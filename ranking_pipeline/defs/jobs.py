@@ -25,7 +25,8 @@ _BATCH_001_TAGS = {
     RANKINGS_WRITER_TAG: "BATCH-001",
     MAX_RUNTIME_TAG: str(BATCH_MAX_RUNTIME_SECONDS),
     RESUME_TAG: "true",
-    "dagster/max_retries": "0",  # run retries stay off: a timed-out batch is never relaunched behind anyone's back
+    # run retries stay off: a timed-out batch is never relaunched behind anyone's back
+    "dagster/max_retries": "0",
 }
 
 batch_000_job = dg.define_asset_job(
@@ -41,7 +42,8 @@ batch_001_scores_job = dg.define_asset_job(
     BATCH_001_SCORES_JOB,
     selection=dg.AssetSelection.assets("user_scores"),
     description=(
-        "BATCH-001, run 1 of 2: score the user-ID ranges of business date D. Resumes: ranges already computed "
+        "BATCH-001, run 1 of 2: score the user-ID ranges of business date D. Resumes: ranges already "
+        "computed "
         "for D from the same aggregates are skipped (tag ranking/force_recompute=true recomputes them)."
     ),
     tags=_BATCH_001_TAGS,
@@ -52,8 +54,10 @@ batch_001_rankings_job = dg.define_asset_job(
     BATCH_001_RANKINGS_JOB,
     selection=dg.AssetSelection.assets("rankings") | dg.AssetSelection.checks_for_assets("users"),
     description=(
-        "BATCH-001, run 2 of 2: check users against the data contract, replace the rankings of business date D "
-        "atomically and check them. Needs every user-ID range of user_scores for D, computed from the current "
+        "BATCH-001, run 2 of 2: check users against the data contract, replace the rankings of business date "
+        "D "
+        "atomically and check them. Needs every user-ID range of user_scores for D, computed from the "
+        "current "
         "aggregates."
     ),
     tags=_BATCH_001_TAGS,

@@ -38,11 +38,13 @@ class RankingDatabase(dg.ConfigurableResource):
 
     url: str | None = Field(
         default=None,
-        description="RANKING_DATABASE_URL: postgresql://user:password@host:5432/db. Unset: the embedded server.",
+        description="RANKING_DATABASE_URL: postgresql://user:password@host:5432/db. Unset: the embedded "
+        "server.",
     )
     embedded_pgdata: str = Field(
         default=DEFAULT_EMBEDDED_PGDATA,
-        description="RANKING_EMBEDDED_PGDATA: data folder of the embedded PostgreSQL server (used without a URL).",
+        description="RANKING_EMBEDDED_PGDATA: data folder of the embedded PostgreSQL server (used without a "
+        "URL).",
     )
     _ready: bool = PrivateAttr(default=False)
 

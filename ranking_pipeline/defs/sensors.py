@@ -53,7 +53,8 @@ def batch_run_requests(business_date: dt.date, launched_by: str) -> list[dg.RunR
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="BATCH-001's start (design 1): at 03:00 JST, or as soon after as BATCH-000 has aggregated "
-    "every day of W(D), starts the batch for D = yesterday (JST): a scoring run, then a ranking run. Once per "
+    "every day of W(D), starts the batch for D = yesterday (JST): a scoring run, then a ranking run. Once "
+    "per "
     "date, never for a date already ranked from the same aggregates; gives up at 09:00 JST (configurable).",
 )
 def start_batch_001_on_aggregates_landed(
@@ -67,7 +68,9 @@ def start_batch_001_on_aggregates_landed(
             ranked_by = ranked_from_current_aggregates(connection, business_date)
     except Exception as error:  # the next tick tries again with a fresh connection
         return dg.SkipReason(
-            f"BATCH-001 for {business_date} not started: {explain_database_error(error, database.describe())}; checking again in a minute"
+            f"BATCH-001 for {business_date} not started: "
+            f"{explain_database_error(error, database.describe())}; "
+            "checking again in a minute"
         )
     automated = automated_batch_for(context.instance, business_date)
     already = (

@@ -2,9 +2,10 @@
 
 Checked: NULLs in the contract's NOT NULL columns, status values outside the contract's sets (exact, so
 'Completed' and 'completed ' are defects, not silently ignored orders), amounts with more than 2 decimals (an
-``amount NUMERIC`` column without scale would otherwise be rounded), duplicate ``users.user_id``, and sums that
-would overflow the output columns (NUMERIC(14,2), INT). Each defect is one clause: how many rows and a few
-example ids. A run meeting one fails at once (no retry: the same rows fail again) and nothing is written.
+``amount NUMERIC`` column without scale would otherwise be rounded), duplicate ``users.user_id``, and
+sums that would overflow the output columns (NUMERIC(14,2), INT). Each defect is one clause: how many rows
+and a few example ids. A run meeting one fails at once (no retry: the same rows fail again) and nothing is
+written.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ _DUPLICATE_USERS = sa.text(
 
 
 def order_defects(connection: Connection, first_day: dt.date, last_day: dt.date) -> list[Defect]:
-    """What breaks the contract in the orders of the JST days first_day .. last_day (and orders with no time)."""
+    """What breaks the contract in the orders of the JST days first_day .. last_day (and orders with no
+    time)."""
     span = {"start_at": jst_midnight(first_day), "end_at": jst_midnight(last_day + dt.timedelta(days=1))}
     defects = _defects(connection.execute(_ORDERS_IN_SPAN, span).one(), [label for _, label in _ORDER_CHECKS])
     count, examples = connection.execute(_ORDERS_WITHOUT_TIME).one()
@@ -137,9 +139,9 @@ def window_overflow(connection: Connection, days: list[dt.date]) -> list[Defect]
     records its largest per-user sum and count, and while the window's maxima add up under the limits no user
     can overflow; only otherwise are the users' sums computed."""
     recorded, total_bound, count_bound = connection.execute(_WINDOW_BOUND, {"days": days}).one()
-    if recorded == len(days) and total_bound is not None and count_bound is not None:
-        if total_bound <= MAX_AMOUNT_SUM and count_bound <= MAX_ORDER_COUNT:
-            return []
+    bounded = recorded == len(days) and total_bound is not None and count_bound is not None
+    if bounded and total_bound <= MAX_AMOUNT_SUM and count_bound <= MAX_ORDER_COUNT:
+        return []
     count, examples = connection.execute(
         _WINDOW_OVERFLOW, {"days": days, "max_total": MAX_AMOUNT_SUM, "max_count": MAX_ORDER_COUNT}
     ).one()
@@ -186,7 +188,8 @@ def daily_overflow(connection: Connection, first_day: dt.date, last_day: dt.date
 def raise_if_defects(defects: list[Defect], where: str) -> None:
     if defects:
         raise InputContractError(
-            f"{where} break the data contract: {'; '.join(d.describe() for d in defects)}. Fix them upstream, then "
+            f"{where} break the data contract: {'; '.join(d.describe() for d in defects)}. Fix them "
+            "upstream, then "
             "run the date again; nothing was written",
             defects,
         )

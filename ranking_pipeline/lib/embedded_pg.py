@@ -77,7 +77,8 @@ def embedded_database_url(pgdata: str | Path) -> URL:
                 server_class._instances.pop(path, None)  # a half-started server must not stick
                 first = str(error).strip().splitlines()[0] if str(error).strip() else ""
                 raise EmbeddedServerError(
-                    f"the embedded PostgreSQL server in {path} did not start ({type(error).__name__}: {first}); "
+                    f"the embedded PostgreSQL server in {path} did not start ({type(error).__name__}: "
+                    f"{first}); "
                     f"its log is {path / 'log'}; set RANKING_DATABASE_URL to use another server"
                 ) from error
             # Runs before the wheel's own exit handler (registered earlier): prune first, so that handler

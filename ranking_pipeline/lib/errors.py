@@ -12,7 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 # SQLSTATE classes and codes worth a retry: connection exceptions, insufficient resources, operator
-# intervention (admin/crash shutdown, cannot connect now), serialization failure, deadlock, lock not available.
+# intervention (admin/crash shutdown, cannot connect now), serialization failure, deadlock, lock not
+# available.
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "53")
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
 

@@ -124,8 +124,8 @@ class BatchLock(ABC):
     def acquire(self, run_id: str, run_ended: Callable[[str], bool] | None = None) -> LockHolder:
         """Take the lock for ``run_id`` or raise LockHeldError naming the live holder.
 
-        A holder known to be gone is taken over at once instead of waiting for its lease to lapse: a process of
-        this machine that no longer exists, or a run that ``run_ended(run_id)`` says has finished."""
+        A holder known to be gone is taken over at once instead of waiting for its lease to lapse: a process
+        of this machine that no longer exists, or a run that ``run_ended(run_id)`` says has finished."""
         token, host, pid = uuid.uuid4().hex, socket.gethostname(), os.getpid()
         for _ in range(3):  # the holder may change between the two reads: look again
             current = self.current_holder()
@@ -240,7 +240,9 @@ return 1
 )
 _DELETE = """
 local value = redis.call('GET', KEYS[1])
-if value and (ARGV[1] == '' or cjson.decode(value)['token'] == ARGV[1]) then return redis.call('DEL', KEYS[1]) end
+if value and (ARGV[1] == '' or cjson.decode(value)['token'] == ARGV[1]) then
+  return redis.call('DEL', KEYS[1])
+end
 return 0
 """
 
@@ -308,7 +310,8 @@ _TAKE_ROW = sa.text(
             now() + make_interval(secs => :lease))
     ON CONFLICT (lock_key) DO UPDATE SET
         token = EXCLUDED.token, run_id = EXCLUDED.run_id, host = EXCLUDED.host, pid = EXCLUDED.pid,
-        acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at, lease_until = EXCLUDED.lease_until
+        acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at,
+        lease_until = EXCLUDED.lease_until
     WHERE held.expires_at <= now() OR coalesce(held.lease_until, held.expires_at) <= now()
        OR held.run_id = :run_id OR held.token = :ended_token
     RETURNING token

@@ -4,8 +4,8 @@ the SQL reading those counts from the management table and a PNG chart."""
 
 from __future__ import annotations
 
-import datetime as dt
 import base64
+import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 

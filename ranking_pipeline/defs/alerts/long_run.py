@@ -21,7 +21,8 @@ from ranking_pipeline.lib.notify import messages as m
 
 @dg.sensor(
     name="warn_on_long_batch_run",
-    description="Warning to Slack when a BATCH-001 batch has been running for over 15 minutes (from the start "
+    description="Warning to Slack when a BATCH-001 batch has been running for over 15 minutes (from the "
+    "start "
     "of its scoring run), once per batch (run tag ranking/long_run_warned).",
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,

@@ -1,5 +1,5 @@
-"""What the ranking assets share: the retry policy, column schemas, which failures are retried, and the logged,
-locked frame every writing step runs in."""
+"""What the ranking assets share: the retry policy, column schemas, which failures are retried, and the
+logged, locked frame every writing step runs in."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from ranking_pipeline.lib.business_date import (
 from ranking_pipeline.lib.errors import is_transient, one_line
 from ranking_pipeline.lib.lock import BatchLock, LockHeldError
 
-# Design 4: retried automatically up to 3 times, 1 minute apart (only what a retry can fix: see lib/errors.py).
+# Design 4: retried automatically up to 3 times, 1 minute apart (only what a retry can fix: see
+# lib/errors.py).
 BATCH_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=60)
 
 

@@ -52,9 +52,10 @@ def batch_metrics(context: dg.AssetExecutionContext, database: RankingDatabase) 
     month and the processed-count trend by ISO week, with a small chart shown inline.
 
     Run figures come from this Dagster instance's history of BATCH-001 batches (a batch is its scoring run
-    and its ranking run; JST days and months of its start); processed counts from the management table `ranking_partition_runs` (users scored and
-    ranked per business date). Each materialization records the headline numbers as metadata, which the
-    asset's Plots tab draws over time; materialize it from the UI whenever you want fresh figures.
+    and its ranking run; JST days and months of its start); processed counts from the management table
+    `ranking_partition_runs` (users scored and ranked per business date). Each materialization records the
+    headline numbers as metadata, which the asset's Plots tab draws over time; materialize it from the UI
+    whenever you want fresh figures.
     """
     runs = _batch_facts(context.instance)
     with database.ready_engine().connect() as connection:

@@ -1,4 +1,4 @@
-"""The input tables, owned upstream: `users` and `orders`, and the data contract as blocking checks on them."""
+"""The input tables `users` and `orders`, owned upstream, and the data contract as blocking checks on them."""
 
 import dagster as dg
 
@@ -13,7 +13,8 @@ UPSTREAM_OWNERS = ["team:upstream-orders"]
 users = dg.AssetSpec(
     "users",
     description=(
-        "Every user, owned upstream and read only here. The contract: user_id BIGINT PRIMARY KEY, name TEXT NOT "
+        "Every user, owned upstream and read only here. The contract: user_id BIGINT PRIMARY KEY, name TEXT "
+        "NOT "
         "NULL, status TEXT NOT NULL in ('active', 'suspended', 'deleted'), created_at TIMESTAMPTZ NOT NULL. "
         "Only existing, active users are ranked."
     ),
@@ -35,7 +36,8 @@ orders = dg.AssetSpec(
     "orders",
     description=(
         "Every order, owned upstream and read only here (by BATCH-000, one JST day at a time). The contract: "
-        "order_id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL (no foreign key: unknown users are scored, never "
+        "order_id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL (no foreign key: unknown users are scored, "
+        "never "
         "ranked), amount NUMERIC(12,2) NOT NULL, status TEXT NOT NULL in ('completed', 'cancelled', "
         "'refunded'), ordered_at TIMESTAMPTZ NOT NULL."
     ),

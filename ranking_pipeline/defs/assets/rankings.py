@@ -205,7 +205,8 @@ def _checks(
                 "The new rows are verified inside the transaction (ranks, one row per user, positive scores) "
                 "and the batch lock is checked before they replace the old ones; the checks then report on "
                 "the committed rows of D. Every writer of this table shares the `rankings_writers` pool "
-                "(limit 1). Refuses to run (at once, no retries) while a user-ID range of `user_scores` for D "
+                "(limit 1). Refuses to run (at once, no retries) while a user-ID range of `user_scores` for "
+                "D "
                 "is missing or stale. Afterwards the rankings cache keys in Redis are deleted."
             ),
             deps=[
