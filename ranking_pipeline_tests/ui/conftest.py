@@ -1,27 +1,47 @@
-"""Browser fixtures: `dagster dev` on the project over a seeded database, Debian's Chromium, screenshots.
+"""Browser fixtures: the README's path (a copy of the project, its first command, then `dagster dev` there, on
+the embedded database), Debian's Chromium, screenshots, and a `dagster dev` log that must stay clean.
 
 Chromium is /usr/bin/chromium (RANKING_TEST_CHROMIUM to override). Without it (or without the ui-tests extra)
 the browser tests are skipped with the reason on a developer machine, and fail under CI=true.
-Screenshots of every journey go to ./screenshots/<test name>/ (RANKING_TEST_SCREENSHOTS to override); a
-failing test leaves FAILED.png there, and the dagster dev log is beside them.
+Screenshots of every journey go to ./screenshots/<test name>/ (RANKING_TEST_SCREENSHOTS to override), with
+the part of the `dagster dev` log written during the journey; a failing journey leaves FAILED.png there.
+With RANKING_UPDATE_DOCS_IMAGES=1 the journeys also refresh the README's screenshots in docs/images/.
+
+Every journey fails when the `dagster dev` log written during it holds an ERROR line or a traceback from our
+code or our sensors; the log of the start-up and of the whole session is checked too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import os
 import re
+import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from ranking_pipeline.constants import BATCH_000_JOB
 from ranking_pipeline.lib import db
-from ranking_pipeline.lib.seed import seed
-from ranking_pipeline_tests.conftest import IN_CI, PROJECT_ROOT, create_database, drop_database
-from ranking_pipeline_tests.dagster_dev import DagsterDev, batch_000_tags, dagster_dev
+from ranking_pipeline.lib.embedded_pg import stop_if_unused
+from ranking_pipeline_tests.conftest import IN_CI, PROJECT_ROOT
+from ranking_pipeline_tests.dagster_dev import (
+    DagsterDev,
+    copy_project,
+    dagster_dev,
+    embedded_server_url,
+    project_environment,
+    scan_log,
+    without_local_settings,
+)
+from ranking_pipeline_tests.fakes import RecordingHttpServer, fake_slack
 
 CHROMIUM = Path(os.environ.get("RANKING_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -36,12 +56,68 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 SCREENSHOTS = Path(os.environ.get("RANKING_TEST_SCREENSHOTS", PROJECT_ROOT / "screenshots"))
-UI_TIMEOUT_MS = 30_000
+DOCS_IMAGES = PROJECT_ROOT / "docs" / "images"
+UPDATE_DOCS_IMAGES = os.environ.get("RANKING_UPDATE_DOCS_IMAGES", "") == "1"
+UI_TIMEOUT_MS = 60_000  # other test suites share the 2 cores: be generous
 
-# A fixed business date in the past: the UI journeys name it explicitly (run tags), so they do not depend
-# on today's date. The seed holds 31 JST days of orders ending on it.
+# Fixed dates, so the journeys do not depend on today's. The README's first command seeds 31 JST days of
+# orders ending on BUSINESS_DATE and ranks it (its window, 2025-06-01 .. 2025-06-30, gets aggregated).
 BUSINESS_DATE = dt.date(2025, 6, 30)
+# BATCH-000 never aggregated this day, so a batch for it fails (IncompleteWindowError): the failed date.
+FAILED_DATE = BUSINESS_DATE + dt.timedelta(days=1)
+# The date a person materializes from the partition picker; its window needs 2025-05-31 aggregated too.
+PICKED_DATE = BUSINESS_DATE - dt.timedelta(days=1)
 SEEDED_USERS = 2000
+# A secret set in the environment of `dagster dev`: the UI may show its variable's name, never its value.
+SLACK_TOKEN = "xoxb-ui-journeys-0000-not-a-real-token"
+
+# Markers of our code in a traceback: the package, and the names of our sensors and schedules.
+OUR_CODE = (
+    "ranking_pipeline",
+    "start_batch_001_on_aggregates_landed",
+    "alert_on_run_failure",
+    "warn_on_long_batch_run",
+    "warn_on_row_count_anomaly",
+    "notify_on_batch_success",
+    "batch_000_schedule",
+)
+# The one ERROR the project logs by design in these journeys: the sample data ends on a fixed date, so W(D)
+# for D = yesterday (JST) is never aggregated, and from 09:00 JST the gate sensor gives up on D, logging that
+# once per date (README: "The upstream gate").
+ALLOWED_ERRORS = (
+    re.compile(
+        r" - start_batch_001_on_aggregates_landed - gave up on BATCH-001 for \d{4}-\d{2}-\d{2} "
+        r"at \d{2}:\d{2} JST: BATCH-000 has not finished"
+    ),
+)
+
+# Errors printed without a level (by Python's last-resort handler), from libraries our code drives: the
+# embedded PostgreSQL wheel when the server fails to start or stop.
+UNLABELLED_ERRORS = (
+    re.compile(r"^Failed postgres command"),
+    re.compile(r"^Failed to start server\."),
+    re.compile(r"^Failed to stop server"),
+)
+
+# Runs a piece of the CLI's runner in the copy of the project, on its instance and database (as
+# `ranking-pipeline run` does), and prints the outcome as JSON.
+_RUNNER = """
+import datetime as dt, json, sys
+from ranking_pipeline.batch_runner import BatchRunFailed, aggregate_days, run_batch_runs
+from ranking_pipeline.definitions import defs
+from ranking_pipeline.local_runs import project_instance
+
+what, day = sys.argv[1], dt.date.fromisoformat(sys.argv[2])
+with project_instance() as (instance, _):
+    try:
+        if what == "batch":
+            run_ids, error = run_batch_runs(defs(), instance, day), None
+        else:
+            run_ids, error = [aggregate_days(defs(), instance, day, day)], None
+    except BatchRunFailed as failure:
+        run_ids, error = [], str(failure)
+print(json.dumps({"run_ids": run_ids, "error": error}))
+"""
 
 
 def _unavailable(reason: str):
@@ -83,6 +159,145 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+# --- the project, as a new user has it after the README's first command ------------------------------------
+
+
+@dataclass
+class UiProject:
+    """A copy of the project in which the README's first command ran (seed, then run for BUSINESS_DATE)."""
+
+    path: Path
+    cli_output: str
+    cli_run_ids: list[str]  # BATCH-000's run, then the batch's scoring run and ranking run
+    ranked_users: int  # as the command printed it
+
+    @property
+    def pgdata(self) -> Path:
+        return self.path / ".ranking_pipeline" / "pgdata"
+
+    def engine(self) -> sa.Engine:
+        """The project's embedded database (running while `dagster dev` runs)."""
+        return db.get_engine(embedded_server_url(self.pgdata))
+
+    def run_cli(self, *args: str) -> subprocess.CompletedProcess:
+        return self._python("-m", "ranking_pipeline.cli", *args)
+
+    def run_runner(self, what: str, day: dt.date) -> dict:
+        """The CLI's runner in the copy: ``batch`` (the two runs of a batch for ``day``) or ``aggregate``
+        (BATCH-000 for ``day``); {"run_ids": [...], "error": one line or None}."""
+        done = self._python("-c", _RUNNER, what, day.isoformat())
+        assert done.returncode == 0, f"runner {what} {day} crashed:\n{done.stdout}\n{done.stderr}"
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def _python(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, *args],
+            cwd=self.path,
+            env=project_environment(without_local_settings()),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+
+@pytest.fixture(scope="module")
+def ui_project(tmp_path_factory) -> UiProject:
+    """A copy of the project (no RANKING_* settings, no DAGSTER_HOME: the embedded database in the copy) in
+    which the README's first command ran: `seed --users 2000 --end-date D`, then `run --date D`."""
+    path = copy_project(tmp_path_factory.mktemp("ui-project") / "ranking_pipeline")
+    project = UiProject(path=path, cli_output="", cli_run_ids=[], ranked_users=0)
+    seeded = project.run_cli("seed", "--users", str(SEEDED_USERS), "--end-date", BUSINESS_DATE.isoformat())
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    ran = project.run_cli("run", "--date", BUSINESS_DATE.isoformat())
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    project.cli_output = ran.stdout
+    project.cli_run_ids = re.search(r"runs: ([\w, -]+), recorded in", ran.stdout).group(1).split(", ")
+    project.ranked_users = int(re.search(r"users ranked: ([\d,]+)", ran.stdout).group(1).replace(",", ""))
+    assert "what `dagster dev` here shows" in ran.stdout, ran.stdout
+    assert (project.pgdata / "PG_VERSION").exists(), "the embedded database lives in the copy"
+    return project
+
+
+@pytest.fixture(scope="module")
+def slack_api() -> Iterator[RecordingHttpServer]:
+    """Slack's Web API on 127.0.0.1: the alert sensors post to it with the secret token."""
+    with fake_slack() as server:
+        yield server
+
+
+def _check_log(text: str, where: str) -> None:
+    scan = scan_log(text, OUR_CODE, ALLOWED_ERRORS, UNLABELLED_ERRORS)
+    for line in scan.allowed:
+        print(f"dagster dev log ({where}), allowed by design: {line}")
+    if scan.problems:
+        pytest.fail(
+            f"the dagster dev log {where} holds {len(scan.problems)} ERROR line(s) or traceback(s) from our "
+            f"code:\n\n{scan.report()}",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def ui_dev(ui_project: UiProject, slack_api: RecordingHttpServer, request) -> Iterator[DagsterDev]:
+    """`dagster dev` started in the copy with DAGSTER_HOME and every RANKING_* setting unset (so the
+    embedded database and the runs the CLI recorded there), plus a Slack token pointing at a local Slack."""
+    log = SCREENSHOTS / f"dagster-dev-{request.module.__name__.rsplit('.', 1)[-1]}.log"
+    env = without_local_settings() | {
+        "SLACK_BOT_TOKEN": SLACK_TOKEN,
+        "RANKING_SLACK_API_URL": f"{slack_api.url}/api/",
+    }
+    try:
+        with dagster_dev(ui_project.path, log, env=env) as dev:
+            _check_log(dev.log_since(0), "while dagster dev started")
+            yield dev
+            whole = dev.log_since(0)
+        _check_log(whole, "of the whole session")
+    finally:
+        db.dispose_engines()
+        if stop_if_unused(ui_project.pgdata):
+            print(f"the embedded PostgreSQL of {ui_project.pgdata} outlived dagster dev: stopped it")
+
+
+@pytest.fixture(scope="module")
+def failed_batch(ui_project: UiProject, ui_dev: DagsterDev) -> dict:
+    """A batch for FAILED_DATE run with the CLI's runner while `dagster dev` runs: W(FAILED_DATE) lacks
+    FAILED_DATE's aggregates, so its scoring run fails and its ranking run fails at once."""
+    _wait_for_first_tick(ui_dev, "alert_on_run_failure")  # so the sensor sees the failure as new
+    outcome = ui_project.run_runner("batch", FAILED_DATE)
+    assert outcome["error"] and "IncompleteWindowError" in outcome["error"], outcome
+    return outcome
+
+
+@pytest.fixture(scope="module")
+def picked_date_window(ui_project: UiProject, ui_dev: DagsterDev) -> dict:
+    """W(PICKED_DATE) complete: BATCH-000 for 2025-05-31 with the CLI's runner (the README's command
+    aggregated 2025-06-01 .. 2025-06-30)."""
+    outcome = ui_project.run_runner("aggregate", PICKED_DATE - dt.timedelta(days=29))
+    assert outcome["error"] is None, outcome
+    return outcome
+
+
+SENSOR_TICKS = """
+query Ticks($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) { ... on Sensor { sensorState { ticks(limit: 1) { status } } } }
+}
+"""
+
+
+def _wait_for_first_tick(dev: DagsterDev, sensor: str, timeout: float = 120) -> None:
+    selector = {"repositoryLocationName": "ranking_pipeline", "repositoryName": "__repository__"}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = dev.graphql(SENSOR_TICKS, {"selector": {**selector, "sensorName": sensor}})["sensorOrError"]
+        if found.get("sensorState", {}).get("ticks"):
+            return
+        time.sleep(1)
+    raise TimeoutError(f"sensor {sensor} did not tick within {timeout} s")
+
+
+# --- a journey: a browser tab, its screenshots, and its part of the log ------------------------------------
+
+
 @dataclass
 class Journey:
     """A browser tab on the running `dagster dev`, and where its screenshots go."""
@@ -95,10 +310,23 @@ class Journey:
     def open(self, path: str) -> None:
         self.page.goto(self.url + path)
 
-    def shot(self, name: str) -> Path:
+    def settle(self, timeout_ms: int = 15_000) -> None:
+        """Wait (a while, not failing) until the page shows no loading spinner."""
+        from playwright.sync_api import expect
+
+        with contextlib.suppress(AssertionError):
+            expect(self.page.get_by_role("progressbar")).to_have_count(0, timeout=timeout_ms)
+
+    def shot(self, name: str, *, docs_image: str | None = None) -> Path:
+        """A screenshot in the journey's folder; ``docs_image``: also the README's docs/images/<name> (when
+        RANKING_UPDATE_DOCS_IMAGES=1)."""
         path = self.folder / f"{len(self.shots) + 1:02d}-{name}.png"
+        self.settle()
         self.page.screenshot(path=str(path), full_page=True)
         self.shots.append(path)
+        if docs_image and UPDATE_DOCS_IMAGES:
+            DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, DOCS_IMAGES / docs_image)
         return path
 
 
@@ -108,6 +336,7 @@ def journey(request, browser, ui_dev: DagsterDev) -> Iterator[Journey]:
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.png"):
         old.unlink()
+    log_start = ui_dev.log_offset()
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
     context.set_default_timeout(UI_TIMEOUT_MS)
     page = context.new_page()
@@ -123,28 +352,6 @@ def journey(request, browser, ui_dev: DagsterDev) -> Iterator[Journey]:
         if failed:
             page.screenshot(path=str(folder / "FAILED.png"), full_page=True)
         context.close()
-
-
-@pytest.fixture(scope="module")
-def ui_database_url(postgres_server_url) -> Iterator[str]:
-    """A fresh database with 2,000 seeded users and 31 JST days of orders ending on BUSINESS_DATE."""
-    url = create_database(postgres_server_url)
-    seed(db.get_engine(url), SEEDED_USERS, end_date=BUSINESS_DATE)
-    yield url
-    drop_database(postgres_server_url, url)
-
-
-@pytest.fixture(scope="module")
-def ui_dev(ui_database_url, request) -> Iterator[DagsterDev]:
-    """`dagster dev` from the project folder (its dagster.yaml, temporary storage) on the seeded database,
-    with the 31 daily aggregates before BUSINESS_DATE already materialized (BATCH-000 over GraphQL), so
-    that what a person does in the UI is BATCH-001 itself."""
-    log = SCREENSHOTS / f"dagster-dev-{request.module.__name__.rsplit('.', 1)[-1]}.log"
-    with dagster_dev(PROJECT_ROOT, log, env={db.DATABASE_URL_ENV: ui_database_url}) as dev:
-        first_day = BUSINESS_DATE - dt.timedelta(days=30)
-        run_id = dev.launch_job(
-            BATCH_000_JOB, batch_000_tags(first_day.isoformat(), BUSINESS_DATE.isoformat())
-        )
-        run = dev.wait_for_run(run_id)
-        assert run["status"] == "SUCCESS", f"BATCH-000 setup run failed:\n{dev.log_tail()}"
-        yield dev
+    written = ui_dev.log_since(log_start)
+    (folder / "dagster-dev.log").write_text(written)
+    _check_log(written, f"written during {request.node.name}")

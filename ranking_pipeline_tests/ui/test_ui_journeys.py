@@ -1,75 +1,143 @@
-"""What people do in the Dagster UI, in a real browser against `dagster dev` on a seeded database.
+"""What people do in the Dagster UI after the README's first command, in a real browser against `dagster dev`
+started in the same folder, on the embedded database.
 
-The journeys run in file order on one `dagster dev` (the batch materialized in the second is what the third
-re-runs a range of and the fourth reads checks of); each also stands alone. Details are confirmed through the
+The journeys run in file order on one `dagster dev` (the failed date of the third is what the fifth reads
+checks of; the fourth materializes a new date); each also stands alone. Details are confirmed through the
 GraphQL API and the database, the browser is for what a person sees and clicks.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
+import time
+from pathlib import Path
 
+import psutil
 import pytest
+import sqlalchemy as sa
 
-from ranking_pipeline.batch_runner import batch_001_run_tags
 from ranking_pipeline.constants import (
-    BATCH_001_JOB,
-    BUSINESS_DATE_TAG,
+    BATCH_000_JOB,
+    BATCH_001_RANKINGS_JOB,
+    BATCH_001_SCORES_JOB,
+    FAILURE_ALERTED_TAG,
+    ORDERS_CONTRACT_CHECK,
     RANKINGS_INTEGRITY_CHECK,
     RANKINGS_ROW_COUNT_ANOMALY_CHECK,
+    USERS_CONTRACT_CHECK,
 )
-from ranking_pipeline.lib import db
-from ranking_pipeline.lib.queries import count_rows, read_rankings
+from ranking_pipeline.lib.queries import count_rows
 from ranking_pipeline.lib.ranges import USER_ID_RANGES
 from ranking_pipeline.lib.schema import rankings as rankings_table
+from ranking_pipeline.lib.schema import user_scores as user_scores_table
 from ranking_pipeline.lib.state import USER_SCORES_ASSET, partition_runs_for
-from ranking_pipeline_tests.dagster_dev import DagsterDev
-from ranking_pipeline_tests.ui.conftest import BUSINESS_DATE, Journey
+from ranking_pipeline_tests.dagster_dev import DagsterDev, describe_timeline, run_timeline
+from ranking_pipeline_tests.fakes import RecordingHttpServer, slack_messages
+from ranking_pipeline_tests.ui.conftest import (
+    BUSINESS_DATE,
+    FAILED_DATE,
+    PICKED_DATE,
+    SLACK_TOKEN,
+    Journey,
+    UiProject,
+)
 
 expect = pytest.importorskip("playwright.sync_api", reason="the ui-tests extra is not installed").expect
 
 pytestmark = pytest.mark.browser
 
-D = BUSINESS_DATE.isoformat()
-RERUN_RANGE = USER_ID_RANGES[1].key
-PIPELINE = ("daily_order_aggregates", "user_scores", "rankings")
+D, F, E = BUSINESS_DATE.isoformat(), FAILED_DATE.isoformat(), PICKED_DATE.isoformat()
+RANGE_KEYS = [user_range.key for user_range in USER_ID_RANGES]
+RERUN_RANGE = USER_ID_RANGES[0].key  # the range holding the seeded users: the most rows
+RUN_TIMEOUT = 300
+PROJECT_RESOURCES = [
+    "batch_gate",
+    "batch_lock",
+    "dagster_ui",
+    "database",
+    "mail",
+    "pagerduty",
+    "ranking_cache",
+    "redis",
+    "slack",
+]
+REPOSITORY = {"repositoryLocationName": "ranking_pipeline", "repositoryName": "__repository__"}
 
 ASSET_NODES = """
 { assetNodes(group: {groupName: "ranking", repositoryName: "__repository__",
                      repositoryLocationName: "ranking_pipeline"}) {
     assetKey { path } dependencyKeys { path } isPartitioned
+    partitionStats { numPartitions }
+    partitionDefinition { type description dimensionTypes { name type } }
     assetChecksOrError { ... on AssetChecks { checks { name blocking } } }
 } }
 """
 
-LATEST_MATERIALIZATIONS = """
-query Latest($path: [String!]!, $limit: Int) {
+MATERIALIZATIONS = """
+query Materializations($path: [String!]!, $partitions: [String!], $limit: Int) {
   assetOrError(assetKey: {path: $path}) { ... on Asset {
-    assetMaterializations(limit: $limit) {
-      runId partition
+    assetMaterializations(partitions: $partitions, limit: $limit) {
+      runId partition timestamp
       metadataEntries { label ... on IntMetadataEntry { intValue } ... on TextMetadataEntry { text } }
     }
   } }
 }
 """
 
+PARTITION_STATUSES = """
+query Statuses($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) { ... on AssetNode {
+    assetPartitionStatuses {
+      __typename
+      ... on TimePartitionStatuses { ranges { startKey endKey status } }
+      ... on MultiPartitionStatuses {
+        ranges {
+          primaryDimStartKey primaryDimEndKey
+          secondaryDim { ... on DefaultPartitionStatuses {
+            materializedPartitions failedPartitions materializingPartitions
+          } }
+        }
+      }
+    }
+  } }
+}
+"""
+
+CHECKS = """
+{ assetNodeOrError(assetKey: {path: ["rankings"]}) { ... on AssetNode {
+    assetChecksOrError { ... on AssetChecks { checks { name partitionStatuses {
+      __typename ... on AssetCheckTimePartitionStatuses { ranges { startKey endKey status } }
+    } } } }
+} } }
+"""
+
 CHECK_EXECUTIONS = """
-query Checks($check: String!) {
-  assetCheckExecutions(assetKey: {path: ["rankings"]}, checkName: $check, limit: 1) {
-    runId status evaluation { success severity description }
+query Executions($check: String!) {
+  assetCheckExecutions(assetKey: {path: ["rankings"]}, checkName: $check, limit: 50) {
+    runId status partition
+    evaluation { success severity description targetMaterialization { runId } }
   }
 }
 """
 
+RESOURCES = """
+query Resources($selector: RepositorySelector!) {
+  allTopLevelResourceDetailsOrError(repositorySelector: $selector) {
+    ... on ResourceDetailsList { results { name configuredValues { key value type } } }
+  }
+}
+"""
 
-def _engine(ui_database_url: str):
-    return db.get_engine(ui_database_url)
+BACKFILLS = """
+{ partitionBackfillsOrError(limit: 10) { ... on PartitionBackfills { results {
+    id status runs(limit: 10) { runId status }
+} } } }
+"""
 
 
-def _materializations(dev: DagsterDev, asset: str, limit: int = 20) -> list[dict]:
-    return dev.graphql(LATEST_MATERIALIZATIONS, {"path": [asset], "limit": limit})["assetOrError"][
-        "assetMaterializations"
-    ]
+# --- reading state: GraphQL and the database ---------------------------------------------------------------
 
 
 def _metadata(materialization: dict) -> dict:
@@ -79,11 +147,105 @@ def _metadata(materialization: dict) -> dict:
     }
 
 
-def _score_runs(ui_database_url: str) -> dict[str, str]:
-    """user-ID range -> id of the run that last computed it for D (the pipeline's management table)."""
-    with _engine(ui_database_url).connect() as connection:
-        found = partition_runs_for(connection, USER_SCORES_ASSET, [BUSINESS_DATE])
+def _materializations(dev: DagsterDev, asset: str, partitions: list[str] | None = None, limit: int = 100):
+    variables = {"path": [asset], "partitions": partitions, "limit": limit}
+    return dev.graphql(MATERIALIZATIONS, variables)["assetOrError"]["assetMaterializations"]
+
+
+def _latest_row_counts(dev: DagsterDev, asset: str, partitions: list[str]) -> dict[str, int]:
+    """partition -> dagster/row_count of its latest materialization (newest first from GraphQL)."""
+    latest: dict[str, int] = {}
+    for materialization in _materializations(dev, asset, partitions):
+        latest.setdefault(materialization["partition"], _metadata(materialization)["dagster/row_count"])
+    return latest
+
+
+def _time_statuses(dev: DagsterDev, asset: str) -> dict[str, str]:
+    """date -> MATERIALIZED / FAILED / MATERIALIZING: the partition view of a daily asset."""
+    found = dev.graphql(PARTITION_STATUSES, {"path": [asset]})["assetNodeOrError"]
+    return _expand(found["assetPartitionStatuses"]["ranges"])
+
+
+def _score_statuses(dev: DagsterDev) -> dict[str, dict[str, str]]:
+    """date -> {range -> MATERIALIZED / FAILED / MATERIALIZING}: the date x range view of user_scores."""
+    found = dev.graphql(PARTITION_STATUSES, {"path": ["user_scores"]})["assetNodeOrError"]
+    statuses: dict[str, dict[str, str]] = {}
+    for span in found["assetPartitionStatuses"]["ranges"]:
+        first, last = (dt.date.fromisoformat(span[key]) for key in ("primaryDimStartKey", "primaryDimEndKey"))
+        secondary = span["secondaryDim"]
+        by_range = {key: "MATERIALIZED" for key in secondary["materializedPartitions"]}
+        by_range |= {key: "FAILED" for key in secondary["failedPartitions"]}
+        by_range |= {key: "MATERIALIZING" for key in secondary["materializingPartitions"]}
+        while first <= last:
+            statuses[first.isoformat()] = by_range
+            first += dt.timedelta(days=1)
+    return statuses
+
+
+def _check_statuses(dev: DagsterDev) -> dict[str, dict[str, str]]:
+    """check name -> {date -> SUCCEEDED / FAILED / EXECUTION_FAILED / ...}: the checks' partition views."""
+    checks = dev.graphql(CHECKS)["assetNodeOrError"]["assetChecksOrError"]["checks"]
+    return {check["name"]: _expand(check["partitionStatuses"]["ranges"]) for check in checks}
+
+
+def _expand(ranges: list[dict]) -> dict[str, str]:
+    """{date: status} from ranges of consecutive dates sharing a status ({startKey, endKey, status})."""
+    statuses = {}
+    for span in ranges:
+        first, last = dt.date.fromisoformat(span["startKey"]), dt.date.fromisoformat(span["endKey"])
+        while first <= last:
+            statuses[first.isoformat()] = span["status"]
+            first += dt.timedelta(days=1)
+    return statuses
+
+
+def _score_runs(project: UiProject, day: dt.date) -> dict[str, str]:
+    """user-ID range -> id of the run that last computed it for ``day`` (the management table)."""
+    with project.engine().connect() as connection:
+        found = partition_runs_for(connection, USER_SCORES_ASSET, [day])
     return {key: run.run_id for (_, key), run in found.items()}
+
+
+def _rows_per_range(project: UiProject, day: dt.date) -> dict[str, int]:
+    """(day, range) -> rows of user_scores, counted in the table itself."""
+    counts = {}
+    with project.engine().connect() as connection:
+        for user_range in USER_ID_RANGES:
+            counts[f"{day}|{user_range.key}"] = connection.execute(
+                sa.select(sa.func.count())
+                .select_from(user_scores_table)
+                .where(
+                    user_scores_table.c.score_date == day,
+                    user_scores_table.c.user_id.between(user_range.first_id, user_range.last_id),
+                )
+            ).scalar_one()
+    return counts
+
+
+def _ranked(project: UiProject, day: dt.date) -> int:
+    with project.engine().connect() as connection:
+        return count_rows(connection, rankings_table, "ranking_date", day)
+
+
+def _wait_for_new_run(dev: DagsterDev, known: set[str], timeout: float = 120) -> dict:
+    run = dev.wait_for_new_run(known, timeout=timeout)
+    finished = dev.wait_for_run(run["runId"], timeout=RUN_TIMEOUT)
+    assert finished["status"] == "SUCCESS", f"run {run['runId']} {finished['status']}:\n{dev.log_tail()}"
+    return finished
+
+
+def _wait_for(condition, what: str, timeout: float = 120, every: float = 2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout} s")
+        time.sleep(every)
+
+
+# --- what a person does in the browser -------------------------------------------------------------------
 
 
 def _graph_node(journey: Journey, name: str):
@@ -94,186 +256,358 @@ def _graph_node(journey: Journey, name: str):
     return max(candidates.all(), key=lambda element: element.bounding_box()["x"])
 
 
-def _add_tag(journey: Journey, opener, key: str, value: str) -> None:
-    """Fill the "Add tags to run" dialog that ``opener`` opens."""
-    opener.click()
-    tags = journey.page.get_by_role("dialog").filter(has_text="Add tags to run")
-    tags.get_by_placeholder("Tag Key").fill(key)
-    tags.get_by_placeholder("Tag Value").fill(value)
-    tags.get_by_role("button", name="Apply").click()
-    expect(tags).to_be_hidden()
+def _show_dates(journey: Journey, asset: str, first: str, last: str) -> None:
+    """The asset's Partitions tab, narrowed to the dates first .. last with its date filter."""
+    journey.open(f"/assets/{asset}?view=partitions")
+    page = journey.page
+    date_filter = page.locator("input[value^='[']").first
+    expect(date_filter).to_be_visible()
+    handle = date_filter.element_handle()  # its value (and so the locator) changes as it is typed into
+    handle.fill(f"[{first}...{last}]")
+    handle.press("Enter")
+    expect(page.get_by_text(re.compile(r"^\d+ Partitions Selected$"))).to_be_visible()
 
 
-def _ensure_batch_done(dev: DagsterDev, ui_database_url: str) -> None:
-    """BATCH-001 for D, launched over GraphQL, unless a journey already produced it."""
-    with _engine(ui_database_url).connect() as connection:
-        if count_rows(connection, rankings_table, "ranking_date", BUSINESS_DATE):
-            return
-    run = dev.wait_for_run(dev.launch_job(BATCH_001_JOB, batch_001_run_tags(BUSINESS_DATE)))
-    assert run["status"] == "SUCCESS", dev.log_tail()
+def _status_filter(journey: Journey, status: str):
+    """A status checkbox of the partition view (e.g. "Failed (1)")."""
+    return journey.page.get_by_text(re.compile(rf"^{status} \(\d+\)$")).first
 
 
-def test_lineage_shows_aggregates_then_scores_then_rankings_with_checks_and_partitions(journey, ui_dev):
+def _open_materialize_dialog(journey: Journey, asset: str):
+    journey.open(f"/assets/{asset}")
+    journey.page.get_by_role("button", name=re.compile(r"Materialize…$")).click()
+    dialog = journey.page.get_by_role("dialog").filter(has_text=f"Launch runs to materialize {asset}")
+    expect(dialog).to_be_visible()
+    return dialog
+
+
+def _pick_score_partitions(journey: Journey, dialog, day: str, range_key: str | None) -> None:
+    """In user_scores' launch dialog: the date, then one range (or all of them)."""
+    date_input = dialog.get_by_placeholder(re.compile(r"^ex: "))
+    date_input.fill(day)
+    date_input.press("Enter")
+    if range_key is None:
+        dialog.get_by_role("button", name="All", exact=True).nth(1).click()  # the range dimension's "All"
+        expect(dialog.get_by_text("8 partitions", exact=True)).to_be_visible()
+        return
+    dialog.locator("[aria-haspopup=dialog]").first.click()  # the range picker
+    picker = journey.page.locator("[data-radix-popper-content-wrapper]")
+    picker.get_by_role("menuitem").filter(has_text=range_key).click()
+    dialog.get_by_text("Launch runs to materialize").click()  # close the picker
+    expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
+
+
+# --- the journeys ------------------------------------------------------------------------------------------
+
+
+def test_the_readme_first_command_shows_its_ranking_in_dagster_dev(
+    journey: Journey, ui_dev: DagsterDev, ui_project: UiProject
+):
+    """The README's first command ran in this folder before `dagster dev` started: the UI shows its runs and
+    the rankings of D with that run's row count, on the embedded database in the folder."""
+    page = journey.page
+    ranking_run = ui_project.cli_run_ids[-1]
+    ranked = _ranked(ui_project, BUSINESS_DATE)
+    assert ranked == ui_project.ranked_users > 1000
+
+    journey.open("/assets/rankings")
+    expect(page.get_by_text("Row count").first).to_be_visible()
+    expect(page.get_by_text(f"{ranked:,}", exact=True).first).to_be_visible()
+    expect(page.get_by_text(D, exact=True).first).to_be_visible()  # the partition it materialized
+    journey.shot("rankings-after-the-readme-command")
+
+    journey.open(f"/assets/rankings?view=partitions&partition={D}")
+    expect(page.get_by_text(ranking_run[:8], exact=True).first).to_be_visible()
+    expect(page.get_by_text(BATCH_001_RANKINGS_JOB, exact=True).first).to_be_visible()
+    expect(page.get_by_role("cell", name=str(ranked), exact=True).first).to_be_visible()
+    journey.shot("rankings-partition-of-the-readme-command")
+
+    journey.open("/runs")
+    for run_id in ui_project.cli_run_ids:
+        expect(page.get_by_text(run_id[:8], exact=True).first).to_be_visible()
+    journey.shot("the-cli-runs")
+
+    [latest] = _materializations(ui_dev, "rankings", [D], limit=1)
+    assert (latest["runId"], latest["partition"]) == (ranking_run, D)
+    assert _metadata(latest)["dagster/row_count"] == ranked
+    runs = [ui_dev.run(run_id) for run_id in ui_project.cli_run_ids]
+    assert [(run["jobName"], run["status"]) for run in runs] == [
+        (BATCH_000_JOB, "SUCCESS"),
+        (BATCH_001_SCORES_JOB, "SUCCESS"),
+        (BATCH_001_RANKINGS_JOB, "SUCCESS"),
+    ]
+    # No database configured anywhere: dagster dev's own processes use the embedded server in the folder.
+    environment = Path(f"/proc/{ui_dev.process.pid}/environ").read_bytes().split(b"\0")
+    assert not [v for v in environment if v.startswith((b"RANKING_DATABASE_URL=", b"DAGSTER_HOME="))]
+    holders = set(json.loads((ui_project.pgdata / ".handle_pids.json").read_text()))
+    dev_processes = {child.pid for child in psutil.Process(ui_dev.process.pid).children(recursive=True)}
+    assert holders & dev_processes, f"no process of dagster dev uses {ui_project.pgdata} ({holders})"
+
+
+def test_lineage_shows_inputs_aggregates_scores_rankings_with_checks_and_partitions(
+    journey: Journey, ui_dev: DagsterDev
+):
     page = journey.page
     journey.open("/")
     page.get_by_role("link", name="Lineage").click()
-    nodes = [_graph_node(journey, name) for name in PIPELINE]
-    xs = [node.bounding_box()["x"] for node in nodes]
-    assert xs == sorted(xs), f"lineage is not left to right aggregates -> scores -> rankings: {xs}"
-    expect(page.get_by_text("8 partitions", exact=True)).to_be_visible()  # user_scores: the ID ranges
-    expect(page.get_by_text(re.compile(r"^[\d,]{4,} partitions$"))).to_be_visible()  # one per JST day
+    names = ("orders", "users", "daily_order_aggregates", "user_scores", "rankings")
+    x = {name: _graph_node(journey, name).bounding_box()["x"] for name in names}
+    assert x["orders"] < x["daily_order_aggregates"] < x["user_scores"] < x["rankings"], x
+    assert x["users"] < x["rankings"], x
+
+    nodes = {node["assetKey"]["path"][0]: node for node in ui_dev.graphql(ASSET_NODES)["assetNodes"]}
+    counts = {name: (nodes[name]["partitionStats"] or {}).get("numPartitions") for name in names}
+    # One partition per JST day (aggregates reach 29 days further back, for the first window), and one per
+    # date x user-ID range for the scores.
+    assert counts["user_scores"] == len(RANGE_KEYS) * counts["rankings"]
+    assert counts["daily_order_aggregates"] == counts["rankings"] + 29
+    for name in ("daily_order_aggregates", "user_scores", "rankings"):
+        expect(page.get_by_text(f"{counts[name]:,} partitions", exact=True)).to_be_visible()
     journey.shot("lineage")
 
-    nodes[2].click()  # the rankings node: its checks are listed beside the graph
-    sidebar_checks = page.get_by_text(RANKINGS_INTEGRITY_CHECK, exact=True).filter(visible=True)
-    expect(sidebar_checks.first).to_be_visible()
-    expect(
-        page.get_by_text(RANKINGS_ROW_COUNT_ANOMALY_CHECK, exact=True).filter(visible=True).first
-    ).to_be_visible()
+    _graph_node(journey, "rankings").click()  # its checks are listed beside the graph
+    for check in (RANKINGS_INTEGRITY_CHECK, RANKINGS_ROW_COUNT_ANOMALY_CHECK):
+        expect(page.get_by_text(check, exact=True).filter(visible=True).first).to_be_visible()
     journey.shot("rankings-selected-with-checks")
 
-    everything = {node["assetKey"]["path"][0]: node for node in ui_dev.graphql(ASSET_NODES)["assetNodes"]}
-    by_key = {key: everything[key] for key in PIPELINE}  # the group may hold more (e.g. metrics)
-    assert {key: [d["path"][0] for d in node["dependencyKeys"]] for key, node in by_key.items()} == {
-        "daily_order_aggregates": [],
+    assert {name: sorted(d["path"][0] for d in nodes[name]["dependencyKeys"]) for name in names} == {
+        "orders": [],
+        "users": [],
+        "daily_order_aggregates": ["orders"],
         "user_scores": ["daily_order_aggregates"],
-        "rankings": ["user_scores"],
+        "rankings": ["daily_order_aggregates", "user_scores", "users"],
     }
-    assert {key: node["isPartitioned"] for key, node in by_key.items()} == {
-        "daily_order_aggregates": True,
-        "user_scores": True,
-        "rankings": False,
+    assert {name: nodes[name]["assetChecksOrError"]["checks"] for name in names} == {
+        "orders": [{"name": ORDERS_CONTRACT_CHECK, "blocking": True}],
+        "users": [{"name": USERS_CONTRACT_CHECK, "blocking": True}],
+        "daily_order_aggregates": [],
+        "user_scores": [],
+        "rankings": [
+            {"name": RANKINGS_INTEGRITY_CHECK, "blocking": True},
+            {"name": RANKINGS_ROW_COUNT_ANOMALY_CHECK, "blocking": False},
+        ],
     }
-    assert by_key["rankings"]["assetChecksOrError"]["checks"] == [
-        {"name": RANKINGS_INTEGRITY_CHECK, "blocking": True},
-        {"name": RANKINGS_ROW_COUNT_ANOMALY_CHECK, "blocking": False},
+    for name in ("daily_order_aggregates", "rankings"):
+        assert nodes[name]["partitionDefinition"]["type"] == "TIME_WINDOW"
+        assert "Asia/Tokyo" in nodes[name]["partitionDefinition"]["description"]
+    scores = nodes["user_scores"]["partitionDefinition"]
+    assert scores["type"] == "MULTIPARTITIONED"
+    assert scores["dimensionTypes"] == [
+        {"name": "date", "type": "TIME_WINDOW"},
+        {"name": "user_id_range", "type": "STATIC"},
     ]
 
 
-def test_a_person_materializes_the_batch_for_a_date_and_reads_the_ranking(journey, ui_dev, ui_database_url):
+def test_the_partition_views_show_each_dates_status(
+    journey: Journey,
+    ui_dev: DagsterDev,
+    ui_project: UiProject,
+    failed_batch: dict,
+    slack_api: RecordingHttpServer,
+):
+    """D ranked by the README's command, FAILED_DATE's batch failed (its window was never aggregated), every
+    other date missing: per date for rankings, per date and range for user_scores."""
+    page = journey.page
+    statuses = _time_statuses(ui_dev, "rankings")
+    assert (statuses.get(D), statuses.get(F)) == ("MATERIALIZED", "FAILED"), statuses
+    shown = [(BUSINESS_DATE + dt.timedelta(days=offset)).isoformat() for offset in range(-6, 4)]
+    in_view = [statuses.get(day, "MISSING") for day in shown]
+
+    _show_dates(journey, "rankings", shown[0], shown[-1])
+    expect(_status_filter(journey, "Failed")).to_have_text(f"Failed ({in_view.count('FAILED')})")
+    expect(_status_filter(journey, "Materialized")).to_have_text(
+        f"Materialized ({in_view.count('MATERIALIZED')})"
+    )
+    expect(_status_filter(journey, "Missing")).to_have_text(f"Missing ({in_view.count('MISSING')})")
+    page.get_by_text(D, exact=True).first.click()
+    expect(page.get_by_role("cell", name=str(ui_project.ranked_users), exact=True).first).to_be_visible()
+    journey.shot("rankings-partitions", docs_image="rankings-partitions.png")
+
+    for hidden in ("Materialized", "Missing"):  # only the failed dates stay listed
+        _status_filter(journey, hidden).click()
+    expect(page.get_by_text(f"{in_view.count('FAILED')} Partitions Selected", exact=True)).to_be_visible()
+    page.get_by_text(F, exact=True).first.click()
+    [failed_run] = [
+        run
+        for run in ui_dev.runs()
+        if run["jobName"] == BATCH_001_RANKINGS_JOB
+        and {"key": "dagster/partition", "value": F} in run["tags"]
+    ]
+    assert failed_run["status"] == "FAILURE"
+    expect(
+        page.get_by_text(f"Run {failed_run['runId'][:8]} failed, and did not materialize this asset")
+    ).to_be_visible()
+    journey.shot("rankings-failed-dates-only")
+
+    scores = _score_statuses(ui_dev)
+    assert scores[D] == dict.fromkeys(RANGE_KEYS, "MATERIALIZED"), scores.get(D)
+    assert scores[F] == dict.fromkeys(RANGE_KEYS, "FAILED"), scores.get(F)
+    _show_dates(journey, "user_scores", (BUSINESS_DATE - dt.timedelta(days=2)).isoformat(), F)
+    page.get_by_text(D, exact=True).first.click()
+    page.get_by_text(RERUN_RANGE, exact=True).first.click()
+    expect(page.get_by_text(f"{D}|{RERUN_RANGE}", exact=True).first).to_be_visible()
+    rows = _rows_per_range(ui_project, BUSINESS_DATE)[f"{D}|{RERUN_RANGE}"]
+    expect(page.get_by_role("cell", name=str(rows), exact=True).first).to_be_visible()  # its own row count
+    journey.shot("user-scores-partitions", docs_image="user-scores-partitions.png")
+
+    # Alerted once, as a run from any path is: the failed batch of the CLI's runner reached Slack, naming its
+    # date and its first failed run, with the token from the environment.
+    scoring_run = re.search(r"run ([0-9a-f-]{36}) failed", failed_batch["error"]).group(1)
+
+    def both_runs_handled() -> bool:  # the sensor tags each failed run it has dealt with
+        return all(
+            {"key": FAILURE_ALERTED_TAG, "value": "true"} in ui_dev.run(run_id)["tags"]
+            for run_id in (scoring_run, failed_run["runId"])
+        )
+
+    _wait_for(both_runs_handled, "the failure sensor handling both runs of the batch", timeout=150)
+    alerts = [message for message in slack_messages(slack_api) if F in message["text"]]
+    assert len(alerts) == 1, alerts
+    assert "IncompleteWindowError" in alerts[0]["text"] and scoring_run[:8] in alerts[0]["text"], alerts
+    assert all(r.headers["authorization"] == f"Bearer {SLACK_TOKEN}" for r in slack_api.requests)
+
+
+def test_a_person_materializes_a_date_then_one_range_of_a_date_from_the_partition_pickers(
+    journey: Journey, ui_dev: DagsterDev, ui_project: UiProject, picked_date_window: dict
+):
     page = journey.page
     known = {run["runId"] for run in ui_dev.runs()}
 
-    journey.open(f"/locations/ranking_pipeline/jobs/{BATCH_001_JOB}")
-    page.get_by_role("button", name=re.compile(r"Materialize all")).first.click()
-    dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
-    dialog.get_by_role("button", name="All", exact=True).click()
-    expect(dialog.get_by_text("8 partitions selected")).to_be_visible()
-    dialog.get_by_text("Tags", exact=True).click()
-    _add_tag(journey, dialog.get_by_role("button", name="Add tags"), BUSINESS_DATE_TAG, D)
-    expect(dialog.get_by_text(f"{BUSINESS_DATE_TAG}: {D}")).to_be_visible()
-    journey.shot("launch-dialog-all-ranges-for-the-date")
-    dialog.get_by_role("button", name=re.compile(r"^Launch")).click()
-    expect(page.get_by_text(re.compile(r"Created backfill|Launched run"))).to_be_visible()
-    journey.shot("launched")
+    # user_scores for E, every user-ID range: one backfill, one run (single-run backfill policy).
+    dialog = _open_materialize_dialog(journey, "user_scores")
+    _pick_score_partitions(journey, dialog, E, None)
+    journey.shot("user-scores-one-date-all-ranges")
+    dialog.get_by_role("button", name="Launch backfill").click()
+    expect(page.get_by_text(re.compile(r"Created backfill"))).to_be_visible()
+    scores_run = _wait_for_new_run(ui_dev, known, timeout=180)
+    known.add(scores_run["runId"])
+    assert _score_runs(ui_project, PICKED_DATE) == dict.fromkeys(RANGE_KEYS, scores_run["runId"])
 
-    run = ui_dev.wait_for_run(ui_dev.wait_for_new_run(known)["runId"])
-    assert run["status"] == "SUCCESS", ui_dev.log_tail()
-    tags = {tag["key"]: tag["value"] for tag in run["tags"]}
-    assert tags[BUSINESS_DATE_TAG] == D
-    assert sorted(key["path"][0] for key in run["assetSelection"]) == ["rankings", "user_scores"]
-
-    with _engine(ui_database_url).connect() as connection:
-        ranked = count_rows(connection, rankings_table, "ranking_date", BUSINESS_DATE)
-        top = read_rankings(connection, BUSINESS_DATE, limit=10)
-    assert ranked > 1000, "2,000 seeded users should give well over 1,000 ranked users"
-    assert set(_score_runs(ui_database_url)) == {user_range.key for user_range in USER_ID_RANGES}
-
-    journey.open("/assets/rankings")
-    expect(page.get_by_text("Row count")).to_be_visible()
-    expect(page.get_by_text(f"{ranked:,}", exact=True).first).to_be_visible()
-    for column in ("ranking_date", "rank", "user_id", "score", "order_count"):
-        expect(page.get_by_role("cell", name=column, exact=True).first).to_be_visible()
-    top_table = page.get_by_role("row").filter(has_text=str(top[0].score))
-    expect(top_table.first).to_be_visible()  # the leader's score, in the top-10 metadata table
-    expect(page.get_by_role("cell", name=str(top[0].user_id), exact=True).first).to_be_visible()
-    journey.shot("rankings-row-count-columns-top-10")
-
-    latest = _metadata(_materializations(ui_dev, "rankings", limit=1)[0])
-    assert latest["dagster/row_count"] == ranked
-    assert latest["business_date"] == D
-
-
-def test_rematerializing_one_user_id_range_reruns_only_that_range(journey, ui_dev, ui_database_url):
-    _ensure_batch_done(ui_dev, ui_database_url)
-    page = journey.page
-    before = _score_runs(ui_database_url)
-    with _engine(ui_database_url).connect() as connection:
-        ranking_before = read_rankings(connection, BUSINESS_DATE, limit=100_000)
-    known = {run["runId"] for run in ui_dev.runs()}
-
-    journey.open("/assets/user_scores")
-    page.get_by_role("button", name=re.compile(r"Materialize…$")).click()
-    dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
-    dialog.get_by_role("button", name="Custom", exact=True).click()
-    dialog.locator("[aria-haspopup=dialog]").first.click()  # the partition picker
-    picker = page.locator("[data-radix-popper-content-wrapper]")
-    select_all = picker.get_by_role("menuitem").filter(has_text=re.compile(r"^Select all"))
-    if select_all.locator("input[type=checkbox]").is_checked():
-        select_all.click()
-    picker.get_by_role("menuitem").filter(has_text=RERUN_RANGE).click()
-    dialog.get_by_text("Launch runs to materialize").click()  # close the picker
+    # rankings for E, picked in the date picker.
+    dialog = _open_materialize_dialog(journey, "rankings")
+    dialog.get_by_role("button", name="Show all partitions").click()  # E is older than the last 90 days
+    date_input = dialog.locator("input[type=text]").first
+    date_input.fill(E)
+    date_input.press("Enter")
     expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
-    dialog.get_by_text("Tags", exact=True).click()
-    _add_tag(journey, dialog.get_by_role("button", name="Add tags"), BUSINESS_DATE_TAG, D)
-    journey.shot("one-range-selected")
+    journey.shot("rankings-one-date-picked")
     dialog.get_by_role("button", name="Launch 1 run").click()
-    journey.shot("range-launched")
+    expect(page.get_by_text(re.compile(r"Launched run"))).to_be_visible()
+    rankings_run = _wait_for_new_run(ui_dev, known)
+    known.add(rankings_run["runId"])
+    assert {t["key"]: t["value"] for t in rankings_run["tags"]}["dagster/partition"] == E
+    ranked = _ranked(ui_project, PICKED_DATE)
+    assert ranked > 1000
+    [materialization] = _materializations(ui_dev, "rankings", [E], limit=1)
+    assert materialization["runId"] == rankings_run["runId"]
+    assert _metadata(materialization)["dagster/row_count"] == ranked
+    assert _time_statuses(ui_dev, "rankings")[E] == "MATERIALIZED"
+    timeline = describe_timeline(run_timeline(ui_dev, rankings_run["runId"]))
+    (journey.folder / "timing-rankings-run.txt").write_text(timeline + "\n")
+    print(f"UI materialization of rankings {E} (run {rankings_run['runId']}):\n{timeline}")
 
-    range_run = ui_dev.wait_for_run(ui_dev.wait_for_new_run(known)["runId"])
-    assert range_run["status"] == "SUCCESS", ui_dev.log_tail()
-    known.add(range_run["runId"])
-    after = _score_runs(ui_database_url)
-    assert after[RERUN_RANGE] == range_run["runId"]
-    assert {key: run for key, run in after.items() if key != RERUN_RANGE} == {
-        key: run for key, run in before.items() if key != RERUN_RANGE
-    }, "other user-ID ranges were recomputed"
+    # One (date, range) of user_scores: only that range is recomputed.
+    before = {day: _score_runs(ui_project, day) for day in (BUSINESS_DATE, PICKED_DATE)}
+    dialog = _open_materialize_dialog(journey, "user_scores")
+    _pick_score_partitions(journey, dialog, D, RERUN_RANGE)
+    journey.shot("user-scores-one-date-one-range")
+    dialog.get_by_role("button", name="Launch 1 run").click()
+    range_run = _wait_for_new_run(ui_dev, known)
+    after = {day: _score_runs(ui_project, day) for day in (BUSINESS_DATE, PICKED_DATE)}
+    assert after[BUSINESS_DATE][RERUN_RANGE] == range_run["runId"]
+    expected = {day: dict(runs) for day, runs in before.items()}
+    expected[BUSINESS_DATE][RERUN_RANGE] = range_run["runId"]
+    assert after == expected, "another (date, range) was recomputed"
     in_run = [m for m in _materializations(ui_dev, "user_scores") if m["runId"] == range_run["runId"]]
-    assert [m["partition"] for m in in_run] == [RERUN_RANGE]
+    assert [m["partition"] for m in in_run] == [f"{D}|{RERUN_RANGE}"]
 
-    journey.open("/assets/rankings")
-    materialize = page.get_by_role("button", name=re.compile(r"Materialize$"))
-    expect(materialize).to_be_enabled()
-    page.get_by_role("button", name="arrow_drop_down").first.click()
-    page.get_by_text("Open launchpad").click()
-    launchpad = page.get_by_role("dialog").filter(has_text="Launchpad")
-    _add_tag(journey, launchpad.get_by_role("button", name="Edit tags"), BUSINESS_DATE_TAG, D)
-    journey.shot("rankings-launchpad-with-date")
-    launchpad.get_by_role("button", name="Materialize").click()
-
-    rankings_run = ui_dev.wait_for_run(ui_dev.wait_for_new_run(known)["runId"])
-    assert rankings_run["status"] == "SUCCESS", ui_dev.log_tail()
-    assert {t["key"]: t["value"] for t in rankings_run["tags"]}[BUSINESS_DATE_TAG] == D
-    assert _score_runs(ui_database_url) == after, "rankings must not recompute any scores"
-    with _engine(ui_database_url).connect() as connection:
-        assert read_rankings(connection, BUSINESS_DATE, limit=100_000) == ranking_before
-    journey.open(f"/runs/{rankings_run['runId']}")
-    expect(page.get_by_text("Success", exact=True).first).to_be_visible()
-    journey.shot("rankings-run-succeeded")
+    # Each (date, range) carries its own row count: the rows of that range, not the run's total.
+    for day in (BUSINESS_DATE, PICKED_DATE):
+        counted = _rows_per_range(ui_project, day)
+        assert _latest_row_counts(ui_dev, "user_scores", list(counted)) == counted
+        assert len(set(counted.values())) > 1, counted
+    _show_dates(journey, "user_scores", E, D)
+    page.get_by_text(D, exact=True).first.click()
+    page.get_by_text(RERUN_RANGE, exact=True).first.click()
+    rows = _rows_per_range(ui_project, BUSINESS_DATE)[f"{D}|{RERUN_RANGE}"]
+    expect(page.get_by_role("link", name=range_run["runId"][:8]).first).to_be_visible()
+    expect(page.get_by_role("cell", name=str(rows), exact=True).first).to_be_visible()
+    journey.shot("user-scores-range-rerun")
 
 
-def test_rankings_check_results_are_on_its_checks_tab(journey, ui_dev, ui_database_url):
-    _ensure_batch_done(ui_dev, ui_database_url)
+def test_rankings_checks_tab_shows_each_dates_check_results(
+    journey: Journey, ui_dev: DagsterDev, ui_project: UiProject, failed_batch: dict
+):
     page = journey.page
-    journey.open("/assets/rankings")
-    page.get_by_role("link", name="Checks").or_(page.get_by_role("tab", name="Checks")).first.click()
-    expect(page.get_by_text("Checks (2)")).to_be_visible()
+    checked = {
+        check: {
+            e["partition"]: e
+            for e in ui_dev.graphql(CHECK_EXECUTIONS, {"check": check})["assetCheckExecutions"]
+        }
+        for check in (RANKINGS_INTEGRITY_CHECK, RANKINGS_ROW_COUNT_ANOMALY_CHECK)
+    }
+    ranked = _ranked(ui_project, BUSINESS_DATE)
+    integrity = checked[RANKINGS_INTEGRITY_CHECK][D]
+    assert integrity["status"] == "SUCCEEDED"
+    assert integrity["evaluation"]["description"] == f"{ranked:,} rows for {D} consistent"
+    assert integrity["evaluation"]["severity"] == "ERROR"
+    assert checked[RANKINGS_ROW_COUNT_ANOMALY_CHECK][D]["evaluation"]["severity"] == "WARN"
+    assert checked[RANKINGS_INTEGRITY_CHECK][F]["status"] == "EXECUTION_FAILED"  # its rankings step failed
+    statuses = _check_statuses(ui_dev)
     for check in (RANKINGS_INTEGRITY_CHECK, RANKINGS_ROW_COUNT_ANOMALY_CHECK):
-        row = page.get_by_role("row").filter(has_text=check)
-        expect(row.first.or_(page.get_by_text(check).first)).to_be_visible()
-    expect(page.get_by_text("Succeeded").first).to_be_visible()
-    with _engine(ui_database_url).connect() as connection:
-        ranked = count_rows(connection, rankings_table, "ranking_date", BUSINESS_DATE)
-    expect(page.get_by_text(f"{ranked:,} rows for {D} consistent")).to_be_visible()
+        assert statuses[check].get(D) == "SUCCEEDED", statuses[check]
+        assert statuses[check].get(F) == "EXECUTION_FAILED", statuses[check]
+
+    journey.open("/assets/rankings?view=checks")
+    expect(page.get_by_text("Checks (2)")).to_be_visible()
+    expect(page.get_by_text(RANKINGS_ROW_COUNT_ANOMALY_CHECK, exact=True).first).to_be_visible()
     expect(page.get_by_text("This is a blocking asset check.")).to_be_visible()
     journey.shot("checks-tab-integrity")
 
-    page.get_by_text(RANKINGS_ROW_COUNT_ANOMALY_CHECK, exact=True).first.click()
-    expect(page.get_by_text("Passed").first).to_be_visible()
-    journey.shot("checks-tab-row-count-anomaly")
+    page.get_by_role("tab", name="Execution history").click()
+    for execution in checked[RANKINGS_INTEGRITY_CHECK].values():
+        if execution["evaluation"]:
+            expect(page.get_by_text(execution["evaluation"]["description"]).first).to_be_visible()
+    journey.shot("checks-tab-integrity-per-date")
 
-    for check, severity in ((RANKINGS_INTEGRITY_CHECK, "ERROR"), (RANKINGS_ROW_COUNT_ANOMALY_CHECK, "WARN")):
-        [execution] = ui_dev.graphql(CHECK_EXECUTIONS, {"check": check})["assetCheckExecutions"]
-        assert execution["status"] == "SUCCEEDED"
-        assert execution["evaluation"]["success"] is True
-        assert execution["evaluation"]["severity"] == severity
+    page.get_by_role("tab", name="Partitions").last.click()  # the check's own partition view
+    succeeded = list(statuses[RANKINGS_INTEGRITY_CHECK].values()).count("SUCCEEDED")
+    expect(page.get_by_text(f"Passed ({succeeded})", exact=True)).to_be_visible()
+    expect(page.get_by_text("Execution Failed (1)", exact=True)).to_be_visible()
+    journey.shot("checks-tab-integrity-partitions")
+
+    page.get_by_text(RANKINGS_ROW_COUNT_ANOMALY_CHECK, exact=True).first.click()
+    page.get_by_role("tab", name="Execution history").click()
+    for execution in checked[RANKINGS_ROW_COUNT_ANOMALY_CHECK].values():
+        if execution["evaluation"]:
+            expect(page.get_by_text(execution["evaluation"]["description"]).first).to_be_visible()
+    journey.shot("checks-tab-row-count-anomaly-per-date")
+
+
+def test_the_resource_view_lists_the_resources_and_shows_a_secret_only_by_name(
+    journey: Journey, ui_dev: DagsterDev
+):
+    page = journey.page
+    journey.open("/locations/ranking_pipeline/resources")
+    for name in PROJECT_RESOURCES:
+        expect(page.locator(f"a[href$='/resources/{name}']").first).to_be_visible()
+    journey.shot("resources")
+
+    page.locator("a[href$='/resources/slack']").first.click()
+    token_row = page.get_by_role("row").filter(has_text="SLACK_BOT_TOKEN: the bot token")
+    expect(token_row.get_by_text("SLACK_BOT_TOKEN", exact=True)).to_be_visible()
+    expect(token_row.get_by_text("Env var", exact=True)).to_be_visible()
+    assert SLACK_TOKEN not in page.content()
+    journey.shot("slack-token-by-name")
+
+    journey.open("/locations/ranking_pipeline/resources/database")
+    url_row = page.get_by_role("row").filter(has_text="RANKING_DATABASE_URL")
+    expect(url_row.get_by_text("Default", exact=True)).to_be_visible()  # unset: the embedded server
+    journey.shot("database-embedded-default")
+
+    resources = ui_dev.graphql(RESOURCES, {"selector": REPOSITORY})["allTopLevelResourceDetailsOrError"]
+    by_name = {r["name"]: {v["key"]: v for v in r["configuredValues"]} for r in resources["results"]}
+    assert sorted(by_name) == PROJECT_RESOURCES
+    assert by_name["slack"]["token"] == {"key": "token", "value": "SLACK_BOT_TOKEN", "type": "ENV_VAR"}
+    assert SLACK_TOKEN not in str(resources)
+    assert SLACK_TOKEN not in ui_dev.log_since(0), "the token was written to the dagster dev log"

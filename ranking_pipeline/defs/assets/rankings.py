@@ -3,6 +3,9 @@ import time
 from collections.abc import Iterator
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
 from ranking_pipeline.constants import (
     ASSET_GROUP,
@@ -145,11 +148,28 @@ def _replace(
     )
 
 
+def _checked_materialization(
+    context: dg.AssetExecutionContext, business_date: dt.date
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The materialization of D the checks evaluate: the latest one (this step's own, when it has just
+    replaced D). Dagster counts a check result as current only when it names it: without it the UI's
+    per-date check status shows every checked date as never checked."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=RANKINGS_KEY, asset_partitions=[business_date.isoformat()]), limit=1
+    ).records
+    if not records:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(
+        run_id=records[0].run_id, storage_id=records[0].storage_id, timestamp=records[0].timestamp
+    )
+
+
 def _checks(
     context: dg.AssetExecutionContext, database: RankingDatabase, threshold: float, business_date: dt.date
 ) -> Iterator[dg.AssetCheckEvaluation]:
     """The selected checks on the committed rankings of D, reported for partition D."""
     selected = context.selected_asset_check_keys
+    target = _checked_materialization(context, business_date)
     with database.engine().connect() as connection:
         if INTEGRITY_KEY in selected:
             report = rankings_integrity(connection, business_date)
@@ -158,6 +178,7 @@ def _checks(
                 check_name=RANKINGS_INTEGRITY_CHECK,
                 passed=report.passed,
                 partition=business_date.isoformat(),
+                target_materialization_data=target,
                 severity=dg.AssetCheckSeverity.ERROR,
                 blocking=True,
                 description="; ".join(report.problems)
@@ -186,6 +207,7 @@ def _checks(
                 check_name=RANKINGS_ROW_COUNT_ANOMALY_CHECK,
                 passed=verdict.passed,
                 partition=business_date.isoformat(),
+                target_materialization_data=target,
                 severity=dg.AssetCheckSeverity.WARN,
                 description=verdict.description,
                 metadata={key: value for key, value in metadata.items() if value is not None},
