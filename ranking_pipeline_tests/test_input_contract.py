@@ -16,6 +16,8 @@ import sqlalchemy as sa
 
 from ranking_pipeline.constants import BATCH_000_JOB, ORDERS_CONTRACT_CHECK
 from ranking_pipeline.lib.business_date import aggregation_partition_tags
+from ranking_pipeline.lib.contract import order_defects, table_facts, user_defects
+from ranking_pipeline.lib.seed import create_input_tables
 from ranking_pipeline.local_runs import execute_job
 from ranking_pipeline_tests.helpers import jst, rankings_rows, table_rows
 
@@ -190,3 +192,37 @@ def test_late_orders_need_force_and_force_recomputes_the_aggregates(ranked_once,
     from decimal import Decimal
 
     assert rankings_rows(engine, D)[0] == (1, 2, Decimal("580.00"), 2)
+
+
+def test_rules_the_table_definition_guarantees_are_not_rechecked_the_others_are(engine):
+    """With the contract's DDL nothing is left to check; a looser CHECK or an unscaled amount is checked."""
+    create_input_tables(engine)  # the contract's DDL: keys, NOT NULLs, status CHECKs, NUMERIC(12,2)
+    with engine.connect() as connection:
+        orders, users = table_facts(connection, "orders"), table_facts(connection, "users")
+    assert {"order_id", "user_id", "amount", "status", "ordered_at"} <= orders.not_null
+    assert orders.max_scale["amount"] == 2 and "user_id" in users.unique
+    assert orders.allowed_values["status"] == {"completed", "cancelled", "refunded"}
+
+    with engine.begin() as connection:  # an upstream that allows one more status and any scale
+        connection.execute(sa.text("ALTER TABLE orders DROP CONSTRAINT orders_status_check"))
+        connection.execute(sa.text("ALTER TABLE orders ALTER COLUMN amount TYPE NUMERIC"))
+        connection.execute(
+            sa.text(
+                "ALTER TABLE orders ADD CONSTRAINT orders_status_check "
+                "CHECK (status IN ('completed', 'cancelled', 'refunded', 'pending'))"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO orders VALUES (1, 1, 1.005, 'completed', '2026-11-27 12:00+09'), "
+                "(2, 1, 5, 'pending', '2026-11-27 13:00+09')"
+            )
+        )
+        connection.execute(sa.text("INSERT INTO users VALUES (1, 'a', 'active', now())"))
+    with engine.connect() as connection:
+        found = [defect.describe() for defect in order_defects(connection, D, D)]
+        assert user_defects(connection) == []
+    assert found == [
+        "1 orders whose status is not one of completed, cancelled, refunded (order_id shown) (e.g. 2)",
+        "1 orders whose amount has more than 2 decimals (order_id shown) (e.g. 1)",
+    ]
