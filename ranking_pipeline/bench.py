@@ -1,15 +1,23 @@
 """`ranking-pipeline bench`: the pipeline against a plain-SQL baseline, side by side, on one database.
 
 On a new database (random name, on RANKING_DATABASE_URL's server or the embedded one) it seeds the contract's
-reference workload (N users, 31 JST days, N orders a day, loaded with COPY), then, per repetition:
+reference workload (N users, 31 JST days D-30 .. D, N orders a day, loaded with COPY), then, per repetition:
 
-- warm (the daily case): both sides have W(D)'s other 29 days aggregated; each aggregates D, scores D and
-  replaces the rankings of D. Cold: every aggregate is gone; each aggregates all 30 days, scores, ranks.
+- nightly (the daily case): untimed preparation on the pipeline side aggregates D-30 .. D-1 through its own
+  batch_000_job and runs ``ranking-pipeline run --date D-1``, so W(D)'s other 29 days are aggregated and
+  D-1's scores and rankings are present and fresh (what lets the pipeline score D from D-1's scores); the
+  baseline aggregates the same days. Timed: each side aggregates D, scores D, replaces the rankings of D.
+  Then the floor (lib/baseline.py ``floor``): one read of D's orders plus one write of D's rankings.
+- cold: every aggregate is gone; each side aggregates all 30 days, scores, ranks.
 - baseline: lib/baseline.py's plain SQL in one session, into its own copies of the output tables.
 - pipeline: a subprocess ``ranking-pipeline run --date D`` (the project's definitions, Dagster in process, on
   a fresh instance), timed start to exit, its peak RSS (VmHWM, polled every 20 ms); per-asset times from
   the run's event log (STEP_START -> STEP_SUCCESS), per-range times from the user_scores step's log.
 - the two rankings of D must be identical (rank, user_id, score, order_count), or the benchmark fails.
+
+With ``history_dates`` K > 0, after those cases: user_scores and rankings get K older business dates
+(D-31-i for i in range(K), each in its own date partition, D's rows copied set-based), and the nightly case
+is timed again on the pipeline side (same preparation), compared with the baseline's rankings of D.
 
 Before each timed side the derived tables are vacuumed and analyzed and a checkpoint is taken, and the order
 of the two sides alternates between repetitions, so neither inherits the other's dirty pages or cache.
@@ -56,6 +64,8 @@ class BenchmarkMismatch(RuntimeError):
 
 @dataclass
 class PipelineRun:
+    """What one ``ranking-pipeline run`` subprocess took."""
+
     steps: dict[str, float]  # step key -> STEP_START..STEP_SUCCESS seconds
     ranges: dict[str, tuple[int, float]]  # user-ID range -> (rows, seconds)
     runs_seconds: float  # sum over the Dagster runs of run start -> end
@@ -63,21 +73,39 @@ class PipelineRun:
     peak_mb: float  # the subprocess's peak RSS (VmHWM)
 
 
+CASES = ("nightly", "cold", "history")
+
+
 @dataclass
 class CaseResult:
-    """One repetition of one case (warm or cold)."""
+    """One repetition of one case (nightly, cold or history)."""
 
-    baseline: dict[str, baseline.StepTiming]
+    baseline: dict[str, baseline.StepTiming]  # empty for history: only the pipeline is timed again
     pipeline: PipelineRun
     differences: int
     ranked: int
+    floor: baseline.FloorTiming | None = None  # measured after each nightly repetition
+
+
+@dataclass
+class HistoryFill:
+    """The older business dates copied into user_scores and rankings before the history case."""
+
+    dates: int
+    first: dt.date  # the oldest date copied
+    last: dt.date  # the newest date copied (D-31)
+    score_rows: int
+    ranking_rows: int
+    seconds: float
 
 
 @dataclass
 class BenchReport:
     users: int
     database: str
-    cases: dict[str, list[CaseResult]] = field(default_factory=lambda: {"warm": [], "cold": []})
+    cases: dict[str, list[CaseResult]] = field(default_factory=lambda: {case: [] for case in CASES})
+    history: HistoryFill | None = None
+    figures: dict[str, float] = field(default_factory=dict)  # headline medians (bench_report.summarize)
     rows: list[tuple] = field(default_factory=list)  # the printed table's rows
     text: str = ""
 
@@ -198,31 +226,17 @@ def _baseline_case(
         }
 
 
-def _run_case(
-    url: str, raw, case: str, repetition: int, business_date: dt.date, log: Callable[[str], None]
-) -> CaseResult:
-    first = business_date - dt.timedelta(days=29)
-    days = (business_date, business_date) if case == "warm" else (first, business_date)
-    with raw.cursor() as cursor:
-        if case == "warm":
-            cursor.execute("TRUNCATE " + ", ".join(_DERIVED))
-        else:
-            cursor.execute("TRUNCATE daily_order_aggregates, baseline_daily_order_aggregates")
-            cursor.execute("DELETE FROM ranking_partition_runs WHERE asset = 'daily_order_aggregates'")
-    raw.commit()
-    if case == "warm":
-        with raw.cursor() as cursor:
-            baseline.aggregate_days(cursor, first, business_date - dt.timedelta(days=1))
-        _aggregate_through_dagster(first, business_date - dt.timedelta(days=1))
-    results: dict[str, object] = {}
-    sides = ["baseline", "pipeline"] if repetition % 2 == 0 else ["pipeline", "baseline"]
-    for side in sides:
-        _settle(url)
-        log(f"  {case} #{repetition + 1}: {side} ...")
-        if side == "baseline":
-            results[side] = _baseline_case(raw, business_date, days)
-        else:
-            results[side] = run_pipeline_process(url, business_date)
+def _prepare_nightly_pipeline(url: str, business_date: dt.date, log: Callable[[str], None]) -> None:
+    """Untimed: the pipeline aggregates D-30 .. D-1 (batch_000_job) and ranks D-1 itself, in a subprocess,
+    so D-1's scores and rankings are present and computed from the aggregates D's batch will find."""
+    previous = business_date - dt.timedelta(days=1)
+    _aggregate_through_dagster(previous - dt.timedelta(days=29), previous)
+    log(f"    preparing: ranking-pipeline run --date {previous} (untimed) ...")
+    run_pipeline_process(url, previous)
+
+
+def _compare_rankings(raw, case: str, business_date: dt.date) -> tuple[int, int]:
+    """(differing rows, ranked rows of D): fails the benchmark if the two rankings of D differ at all."""
     with raw.cursor() as cursor:
         differences = baseline.ranking_differences(cursor, business_date)
         cursor.execute("SELECT count(*) FROM rankings WHERE ranking_date = %(d)s", {"d": business_date})
@@ -232,7 +246,99 @@ def _run_case(
         raise BenchmarkMismatch(
             f"{case}: {differences} ranking rows differ between the pipeline and baseline"
         )
-    return CaseResult(results["baseline"], results["pipeline"], differences, ranked)
+    return differences, ranked
+
+
+def _run_case(
+    url: str, raw, case: str, repetition: int, business_date: dt.date, log: Callable[[str], None]
+) -> CaseResult:
+    """One repetition of the nightly or the cold case: both sides timed, rankings compared."""
+    first = business_date - dt.timedelta(days=29)
+    days = (business_date, business_date) if case == "nightly" else (first, business_date)
+    with raw.cursor() as cursor:
+        if case == "nightly":
+            cursor.execute("TRUNCATE " + ", ".join(_DERIVED))
+        else:
+            cursor.execute("TRUNCATE daily_order_aggregates, baseline_daily_order_aggregates")
+            cursor.execute("DELETE FROM ranking_partition_runs WHERE asset = 'daily_order_aggregates'")
+    raw.commit()
+    if case == "nightly":
+        previous = business_date - dt.timedelta(days=1)
+        with raw.cursor() as cursor:  # the same aggregate days as the pipeline's preparation
+            baseline.aggregate_days(cursor, first - dt.timedelta(days=1), previous)
+        _prepare_nightly_pipeline(url, business_date, log)
+    results: dict[str, object] = {}
+    sides = ["baseline", "pipeline"] if repetition % 2 == 0 else ["pipeline", "baseline"]
+    for side in sides:
+        _settle(url)
+        log(f"  {case} #{repetition + 1}: {side} ...")
+        if side == "baseline":
+            results[side] = _baseline_case(raw, business_date, days)
+        else:
+            results[side] = run_pipeline_process(url, business_date)
+    differences, ranked = _compare_rankings(raw, case, business_date)
+    floor = None
+    if case == "nightly":
+        _settle(url)
+        log(f"  {case} #{repetition + 1}: floor ...")
+        with raw.cursor() as cursor:
+            floor = baseline.floor(cursor, business_date)
+    return CaseResult(results["baseline"], results["pipeline"], differences, ranked, floor)
+
+
+_COPY_SCORES = sa.text(
+    "INSERT INTO user_scores (score_date, user_id, order_count, total_amount, score) "
+    "SELECT :day, user_id, order_count, total_amount, score FROM user_scores WHERE score_date = :source"
+)
+_COPY_RANKINGS = sa.text(
+    "INSERT INTO rankings (ranking_date, rank, user_id, score, order_count) "
+    "SELECT :day, rank, user_id, score, order_count FROM rankings WHERE ranking_date = :source"
+)
+
+
+def fill_history(
+    engine: sa.Engine, business_date: dt.date, dates: int, log: Callable[[str], None]
+) -> HistoryFill:
+    """Copy D's user_scores and rankings under the K business dates D-31, D-32, ... (one transaction per
+    date, each into its own date partition), all strictly older than W(D-1)'s first day D-30, so D-1's
+    scores stay fresh for the nightly path."""
+    from ranking_pipeline.lib.partitions import ensure_date_partition
+
+    started = time.perf_counter()
+    score_rows = ranking_rows = 0
+    history_days = [business_date - dt.timedelta(days=31 + i) for i in range(dates)]
+    for done, day in enumerate(history_days, start=1):
+        with engine.begin() as connection:
+            ensure_date_partition(connection, "user_scores", day)
+            ensure_date_partition(connection, "rankings", day)
+            params = {"day": day, "source": business_date}
+            score_rows += connection.execute(_COPY_SCORES, params).rowcount
+            ranking_rows += connection.execute(_COPY_RANKINGS, params).rowcount
+        if done % 50 == 0 and done < dates:
+            log(f"    history: {done} of {dates} dates copied ...")
+    seconds = time.perf_counter() - started
+    return HistoryFill(dates, history_days[-1], history_days[0], score_rows, ranking_rows, seconds)
+
+
+def _run_history_case(
+    url: str, raw, repetition: int, business_date: dt.date, log: Callable[[str], None]
+) -> CaseResult:
+    """The nightly case again on the pipeline side, with the history in user_scores and rankings: the same
+    preparation (D and D-1 removed, aggregates and state rows gone, D-30 .. D-1 aggregated, D-1 ranked),
+    then the timed run for D, compared with the baseline's rankings of D (same orders, same users)."""
+    previous = business_date - dt.timedelta(days=1)
+    with raw.cursor() as cursor:
+        cursor.execute("TRUNCATE daily_order_aggregates, ranking_partition_runs")
+        dates = {"d": business_date, "previous": previous}
+        cursor.execute("DELETE FROM user_scores WHERE score_date IN (%(previous)s, %(d)s)", dates)
+        cursor.execute("DELETE FROM rankings WHERE ranking_date IN (%(previous)s, %(d)s)", dates)
+    raw.commit()
+    _prepare_nightly_pipeline(url, business_date, log)
+    _settle(url)
+    log(f"  history #{repetition + 1}: pipeline ...")
+    pipeline = run_pipeline_process(url, business_date)
+    differences, ranked = _compare_rankings(raw, "history", business_date)
+    return CaseResult({}, pipeline, differences, ranked)
 
 
 def _server_url():
@@ -272,9 +378,16 @@ def _drop_database(server_url: str, url: str) -> None:
 
 
 def run_benchmark(
-    users: int, runs: int = 1, *, keep: bool = False, log: Callable[[str], None] = print
+    users: int,
+    runs: int = 1,
+    *,
+    keep: bool = False,
+    history_dates: int = 0,
+    log: Callable[[str], None] = print,
 ) -> BenchReport:
-    """Seed, run both sides ``runs`` times per case, check the rankings, and build the table (medians)."""
+    """Seed, run both sides ``runs`` times per case, check the rankings, and build the table (medians).
+
+    With ``history_dates`` K > 0, then fill K older dates and time the nightly case ``runs`` times again."""
     from ranking_pipeline.bench_report import build_table
 
     server_url, url = _create_database()
@@ -296,9 +409,15 @@ def run_benchmark(
             baseline.create_tables(raw)
             log(f"seeded in {time.perf_counter() - started:.1f} s")
             for repetition in range(runs):
-                for case in ("warm", "cold"):
+                for case in ("nightly", "cold"):
                     result = _run_case(url, raw, case, repetition, BENCH_DATE, log)
                     report.cases[case].append(result)
+            if history_dates:
+                log(f"history: copying D's scores and rankings under {history_dates} older dates ...")
+                report.history = fill_history(engine, BENCH_DATE, history_dates, log)
+                log(f"history: filled in {report.history.seconds:.1f} s")
+                for repetition in range(runs):
+                    report.cases["history"].append(_run_history_case(url, raw, repetition, BENCH_DATE, log))
         finally:
             raw.close()
         report.rows, report.text = build_table(report, statistics.median)
