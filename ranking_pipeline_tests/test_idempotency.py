@@ -67,18 +67,21 @@ def test_a_failure_in_the_middle_of_the_replace_leaves_the_previous_rankings(
 ):
     run_date(definitions, instance, D)
     previous = rankings_rows(seeded, D)
-    with seeded.begin() as connection:  # a real error raised by PostgreSQL after the DELETE, mid-INSERT
+    # A real error raised by PostgreSQL in the middle of the swap: the new rows are written and indexed, the
+    # old partition of D has just been dropped (inside the transaction), then the statement fails.
+    with seeded.begin() as connection:
         connection.execute(sa.text("UPDATE orders SET amount = amount + 1 WHERE user_id = 2"))
         connection.execute(
             sa.text(
                 """
-                CREATE FUNCTION fail_at_rank_50() RETURNS trigger LANGUAGE plpgsql AS $$
+                CREATE FUNCTION fail_after_drop() RETURNS event_trigger LANGUAGE plpgsql AS $$
                 BEGIN
-                  IF NEW.rank >= 50 THEN RAISE EXCEPTION 'injected failure at rank %', NEW.rank; END IF;
-                  RETURN NEW;
+                  IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects()
+                             WHERE object_type = 'table' AND object_identity LIKE 'public.rankings_2%') THEN
+                    RAISE EXCEPTION 'injected failure after dropping the old rankings partition';
+                  END IF;
                 END $$;
-                CREATE TRIGGER fail_mid_insert BEFORE INSERT ON rankings
-                  FOR EACH ROW EXECUTE FUNCTION fail_at_rank_50();
+                CREATE EVENT TRIGGER fail_mid_swap ON sql_drop EXECUTE FUNCTION fail_after_drop();
                 """
             )
         )
@@ -87,7 +90,7 @@ def test_a_failure_in_the_middle_of_the_replace_leaves_the_previous_rankings(
         )
     monkeypatch.setattr(dg.RetryPolicy, "calculate_delay", lambda self, attempt_num: 0)
 
-    with pytest.raises(Exception, match="injected failure at rank"):
+    with pytest.raises(Exception, match="injected failure after dropping the old rankings partition"):
         run_date(definitions, instance, D)
 
     assert rankings_rows(seeded, D) == previous

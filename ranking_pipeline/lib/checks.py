@@ -10,17 +10,15 @@ from sqlalchemy.engine import Connection
 
 DEFAULT_ANOMALY_THRESHOLD = 0.5  # design 6.1: under 50 % of the previous day's count warns
 
-_INTEGRITY = sa.text(
-    """
+_INTEGRITY = """
     SELECT count(*),
            count(DISTINCT user_id),
            coalesce(min(rank), 1),
            count(*) FILTER (WHERE score <= 0),
            count(*) FILTER (WHERE rank <> expected_rank)
     FROM (SELECT user_id, rank, score, RANK() OVER (ORDER BY score DESC) AS expected_rank
-          FROM rankings WHERE ranking_date = :business_date) AS ranked
-    """
-)
+          FROM {table} WHERE ranking_date = :business_date) AS ranked
+"""
 
 
 class IntegrityError(RuntimeError):
@@ -37,9 +35,12 @@ class IntegrityReport:
         return not self.problems
 
 
-def rankings_integrity(connection: Connection, business_date: dt.date) -> IntegrityReport:
+def rankings_integrity(
+    connection: Connection, business_date: dt.date, table: str = "rankings"
+) -> IntegrityReport:
+    """The rules the rows of D in ``table`` (rankings, or the new rows about to replace D's) must follow."""
     rows, distinct_users, first_rank, non_positive, misranked = connection.execute(
-        _INTEGRITY, {"business_date": business_date}
+        sa.text(_INTEGRITY.format(table=table)), {"business_date": business_date}
     ).one()
     problems = []
     if first_rank != 1:

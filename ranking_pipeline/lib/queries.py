@@ -16,8 +16,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ranking_pipeline.lib.business_date import check_aggregation_days, jst_midnight, window_days
+from ranking_pipeline.lib.checks import IntegrityError, IntegrityReport, rankings_integrity
 from ranking_pipeline.lib.errors import TransientError
+from ranking_pipeline.lib.partitions import (
+    RANKINGS,
+    USER_SCORES,
+    create_staging_table,
+    drop_dates_before,
+    partition_dates,
+    replace_date_partition,
+)
 from ranking_pipeline.lib.ranges import UserIdRange
+from ranking_pipeline.lib.state import RANKINGS_ASSET, USER_SCORES_ASSET, forget_dates_before
 
 LOCK_TIMEOUT = "10s"
 LOCK_NOT_AVAILABLE = "55P03"
@@ -127,37 +137,64 @@ _INSERT_SCORES = sa.text(
     GROUP BY a.user_id
     """
 )
+# The nightly path: W(D) is W(D-1) plus day D minus day D-30, so D's sums are D-1's sums plus D's aggregates
+# minus D-30's. A user whose only orders were on D-30 sums to 0 orders and has no row for D; every aggregate
+# row has at least one order, so `order_count > 0` is exactly "has an aggregate row in W(D)".
+_INSERT_SCORES_FROM_PREVIOUS = sa.text(
+    """
+    INSERT INTO user_scores (score_date, user_id, order_count, total_amount, score)
+    SELECT :business_date, user_id, sum(order_count), sum(total_amount), sum(total_amount)
+    FROM (
+        SELECT user_id, order_count, total_amount FROM user_scores
+        WHERE score_date = :previous_date AND user_id BETWEEN :first_id AND :last_id
+        UNION ALL
+        SELECT user_id, order_count, total_amount FROM daily_order_aggregates
+        WHERE agg_date = :business_date AND user_id BETWEEN :first_id AND :last_id
+        UNION ALL
+        SELECT user_id, -order_count, -total_amount FROM daily_order_aggregates
+        WHERE agg_date = :leaving_day AND user_id BETWEEN :first_id AND :last_id
+    ) AS parts
+    GROUP BY user_id
+    HAVING sum(order_count) > 0
+    """
+)
 
 
-def replace_user_scores(connection: Connection, business_date: dt.date, user_range: UserIdRange) -> int:
-    """Replace user_scores for (D, range) from the aggregates of W(D); returns rows written."""
+def replace_user_scores(
+    connection: Connection, business_date: dt.date, user_range: UserIdRange, *, from_previous: bool = False
+) -> int:
+    """Replace user_scores for (D, range); returns rows written. From the aggregates of W(D), or with
+    ``from_previous`` from user_scores(D-1) of the range plus day D minus day D-30: the caller must know that
+    D-1's rows were computed from today's aggregates of W(D-1) (lib/state.py records which)."""
+    window = window_days(business_date)
     params = {
         "business_date": business_date,
-        "window_days": window_days(business_date),
+        "window_days": window,
+        "previous_date": business_date - dt.timedelta(days=1),
+        "leaving_day": window[0] - dt.timedelta(days=1),
         "first_id": user_range.first_id,
         "last_id": user_range.last_id,
     }
     connection.execute(_LOCK_SCORES, params)
     connection.execute(_DELETE_SCORES, params)
-    return connection.execute(_INSERT_SCORES, params).rowcount
+    insert = _INSERT_SCORES_FROM_PREVIOUS if from_previous else _INSERT_SCORES
+    return connection.execute(insert, params).rowcount
 
 
 # --- rankings ----------------------------------------------------------------------------------------
 
 # SHARE ROW EXCLUSIVE blocks every other writer of rankings (and itself) for the replace while plain
-# SELECTs keep reading the committed rows; DELETE+INSERT in one transaction means a reader sees either the
-# old or the new rankings for D, never a mix or nothing.
+# SELECTs keep reading the committed rows. The new rows of D are built in a table of their own, verified,
+# indexed once and swapped in for D's partition in the same transaction (lib/partitions.py): a reader sees
+# either the old or the new rankings for D, never a mix or nothing.
 _LOCK_RANKINGS = sa.text("LOCK TABLE rankings IN SHARE ROW EXCLUSIVE MODE")
-_DELETE_RANKINGS = sa.text("DELETE FROM rankings WHERE ranking_date = :business_date")
-_INSERT_RANKINGS = sa.text(
-    """
-    INSERT INTO rankings (ranking_date, rank, user_id, score, order_count)
+_RANK_INTO = """
+    INSERT INTO {staging} (ranking_date, rank, user_id, score, order_count)
     SELECT :business_date, RANK() OVER (ORDER BY s.score DESC), s.user_id, s.score, s.order_count
     FROM user_scores AS s
     JOIN users AS u ON u.user_id = s.user_id
     WHERE s.score_date = :business_date AND u.status = 'active' AND s.score > 0
-    """
-)
+"""
 
 
 def replace_rankings(
@@ -165,21 +202,42 @@ def replace_rankings(
     business_date: dt.date,
     *,
     before_commit: Callable[[Connection, int], None] | None = None,
-) -> int:
-    """Atomically replace the rankings of D from user_scores(D); other dates are untouched.
+) -> IntegrityReport:
+    """Atomically replace the rankings of D from user_scores(D); other dates are untouched. Returns the
+    integrity report of the rows committed (verified before the swap: broken rows never replace D's).
 
-    ``before_commit(connection, rows)`` runs inside the transaction after the insert (a fencing check, state
-    bookkeeping); raising
-    from it rolls everything back and leaves the previous rankings for D in place.
+    ``before_commit(connection, rows)`` runs inside the transaction after the swap (a fencing check, state
+    bookkeeping); raising from it rolls everything back and leaves the previous rankings for D in place.
     """
-    params = {"business_date": business_date}
     with batch_transaction(engine, f"replacing the rankings of {business_date}") as connection:
         connection.execute(_LOCK_RANKINGS)
-        connection.execute(_DELETE_RANKINGS, params)
-        inserted = connection.execute(_INSERT_RANKINGS, params).rowcount
+        staging = create_staging_table(connection, RANKINGS, business_date)
+        connection.execute(sa.text(_RANK_INTO.format(staging=staging)), {"business_date": business_date})
+        integrity = rankings_integrity(connection, business_date, table=staging)
+        if not integrity.passed:
+            raise IntegrityError(
+                f"rankings for {business_date} not replaced: {'; '.join(integrity.problems)}"
+            )
+        replace_date_partition(connection, RANKINGS, business_date)
         if before_commit is not None:
-            before_commit(connection, inserted)
-    return inserted
+            before_commit(connection, integrity.rows)
+    return integrity
+
+
+def drop_dates_past_retention(engine: Engine, business_date: dt.date, keep: int) -> list[dt.date]:
+    """After D's ranking: drop the dates of user_scores and rankings older than the ``keep`` business dates
+    ending at D, whole partitions at a time, with their state rows (so nothing resumes from dropped rows).
+    Nothing is dropped when a later date than D has rankings: re-running an old date never shortens history.
+    Returns the dates dropped."""
+    cutoff = business_date - dt.timedelta(days=keep - 1)
+    with batch_transaction(engine, f"dropping dates before {cutoff}") as connection:
+        if any(day > business_date for day in partition_dates(connection, RANKINGS)):
+            return []
+        dropped = set()
+        for table in (USER_SCORES, RANKINGS):
+            dropped.update(drop_dates_before(connection, table, cutoff))
+        forget_dates_before(connection, cutoff, (USER_SCORES_ASSET, RANKINGS_ASSET))
+    return sorted(dropped)
 
 
 @dataclass(frozen=True)

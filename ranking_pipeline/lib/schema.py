@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from ranking_pipeline.lib.partitions import PARTITIONED_TABLES, adopt_plain_table, ensure_default_partition
+
 metadata = sa.MetaData()
 
 daily_order_aggregates = sa.Table(
@@ -24,6 +26,7 @@ user_scores = sa.Table(
     sa.Column("order_count", sa.Integer, nullable=False),
     sa.Column("total_amount", sa.Numeric(14, 2), nullable=False),
     sa.Column("score", sa.Numeric(14, 2), nullable=False),
+    postgresql_partition_by="RANGE (score_date)",  # one partition per date: lib/partitions.py
 )
 
 rankings = sa.Table(
@@ -34,6 +37,7 @@ rankings = sa.Table(
     sa.Column("user_id", sa.BigInteger, primary_key=True),
     sa.Column("score", sa.Numeric(14, 2), nullable=False),
     sa.Column("order_count", sa.Integer, nullable=False),
+    postgresql_partition_by="RANGE (ranking_date)",  # one partition per date: lib/partitions.py
 )
 
 # The pipeline's own bookkeeping: one row per (asset, business date, partition) it computed, so a retry or a
@@ -97,11 +101,16 @@ class InputSchemaError(RuntimeError):
 
 
 def ensure_output_tables(engine: Engine) -> None:
-    """Create the output and state tables if they are missing, and add the columns later releases need to
-    tables an earlier release created (nothing else about an existing table is changed)."""
+    """Create the output and state tables if they are missing (user_scores and rankings partitioned by date,
+    lib/partitions.py), and bring tables an earlier release created up to date: the columns added since,
+    and a plain user_scores or rankings becomes the DEFAULT partition of the partitioned table, rows kept."""
     with engine.begin() as connection:
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_ADVISORY_LOCK_ID})
+        for table in PARTITIONED_TABLES.values():
+            adopt_plain_table(connection, table)
         metadata.create_all(connection, checkfirst=True)
+        for table in PARTITIONED_TABLES.values():
+            ensure_default_partition(connection, table)
         existing = {
             (table, column)
             for table, column in connection.execute(

@@ -61,6 +61,11 @@ def _date(value: str) -> None:
         raise ValueError("expected a calendar date as YYYY-MM-DD, e.g. 2020-01-01") from None
 
 
+def _positive_int(value: str) -> None:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError("expected a whole number of at least 1, e.g. 400")
+
+
 def _database_url(value: str) -> None:
     from ranking_pipeline.lib.db import normalize_url
 
@@ -97,6 +102,12 @@ SETTINGS: tuple[Setting, ...] = (
         "the first business date this deployment ranks",
         "2020-01-01",
         check=_date,
+    ),
+    Setting(
+        "RANKING_RETENTION_DAYS",
+        "business dates of user_scores and rankings kept; older ones are dropped after each ranking",
+        "400",
+        check=_positive_int,
     ),
     Setting(
         "RANKING_REDIS_URL", "Redis for the batch lock and the rankings cache", secret=True, check=_redis_url

@@ -166,3 +166,12 @@ def aggregates_fingerprint(connection: Connection, window: list[dt.date]) -> str
 def completed_days(connection: Connection, days: list[dt.date]) -> set[dt.date]:
     runs = partition_runs_for(connection, AGGREGATES_ASSET, days)
     return {day for day in days if (run := runs.get((day, day.isoformat()))) and run.status == COMPLETED}
+
+
+def forget_dates_before(connection: Connection, cutoff: dt.date, assets: tuple[str, ...]) -> None:
+    """Delete the state rows of ``assets`` for dates before ``cutoff``, whose rows retention has dropped."""
+    connection.execute(
+        sa.delete(partition_runs).where(
+            partition_runs.c.asset.in_(assets), partition_runs.c.business_date < cutoff
+        )
+    )

@@ -34,13 +34,19 @@ from ranking_pipeline.defs.resources import BatchLockResource, RankingCache, Ran
 from ranking_pipeline.lib.business_date import WINDOW_DAYS, check_business_date, window_days
 from ranking_pipeline.lib.checks import (
     DEFAULT_ANOMALY_THRESHOLD,
-    IntegrityError,
+    IntegrityReport,
     previous_ranking_count,
     rankings_integrity,
     row_count_anomaly,
 )
 from ranking_pipeline.lib.contract import raise_if_defects, user_defects
-from ranking_pipeline.lib.queries import count_rows, read_rankings, replace_rankings
+from ranking_pipeline.lib.partitions import RETENTION_DAYS_ENV, retention_days
+from ranking_pipeline.lib.queries import (
+    count_rows,
+    drop_dates_past_retention,
+    read_rankings,
+    replace_rankings,
+)
 from ranking_pipeline.lib.ranges import USER_ID_RANGES
 from ranking_pipeline.lib.schema import rankings as rankings_table
 from ranking_pipeline.lib.state import (
@@ -105,26 +111,30 @@ def _replace(
     ranking_cache: RankingCache,
     step: BatchStep,
     business_date: dt.date,
-) -> dg.AssetMaterialization:
+) -> tuple[dg.AssetMaterialization, IntegrityReport]:
+    """Replace the rankings of D; its materialization and the integrity report of the rows committed."""
     engine = database.engine()
     started = time.monotonic()
+    keep = retention_days()
     with engine.connect() as connection:
         fingerprint = _require_fresh_scores(context, connection, business_date)
 
-    def verify_and_record(connection, rows: int) -> None:
-        integrity = rankings_integrity(connection, business_date)  # never swap in broken rows
-        if not integrity.passed:
-            raise IntegrityError(
-                f"rankings for {business_date} not replaced: {'; '.join(integrity.problems)}"
-            )
+    def record(connection, rows: int) -> None:
         mark_completed(
             connection, RANKINGS_ASSET, business_date, "all", context.run.run_id, rows, fingerprint
         )
         step.fence(connection)
 
-    inserted = replace_rankings(engine, business_date, before_commit=verify_and_record)
+    verified = replace_rankings(engine, business_date, before_commit=record)
+    inserted = verified.rows
     step.processed += inserted
     context.log.info(f"rankings {business_date}: replaced with {inserted:,} ranked users (committed)")
+    dropped = drop_dates_past_retention(engine, business_date, keep)
+    if dropped:
+        context.log.info(
+            f"retention ({RETENTION_DAYS_ENV}={keep}): dropped user_scores and rankings of "
+            f"{len(dropped)} date(s), {dropped[0]} .. {dropped[-1]}"
+        )
     cleared = ranking_cache.clear()
     if cleared is None:
         context.log.info("rankings cache: no Redis configured, nothing to clear")
@@ -132,7 +142,7 @@ def _replace(
         context.log.info(f"rankings cache: deleted {cleared:,} key(s) matching {ranking_cache.pattern()!r}")
     with engine.connect() as connection:
         top = read_rankings(connection, business_date, limit=TOP_N_IN_METADATA)
-    return dg.AssetMaterialization(
+    materialization = dg.AssetMaterialization(
         asset_key=RANKINGS_KEY,
         partition=business_date.isoformat(),
         metadata={
@@ -143,9 +153,11 @@ def _replace(
                 + "\n".join(f"| {u.rank} | {u.user_id} | {u.score} | {u.order_count} |" for u in top)
             ),
             "cache_keys_deleted": cleared if cleared is not None else "no Redis configured",
+            "dates_dropped_by_retention": len(dropped),
             "seconds": round(time.monotonic() - started, 3),
         },
     )
+    return materialization, verified
 
 
 def _checked_materialization(
@@ -165,14 +177,19 @@ def _checked_materialization(
 
 
 def _checks(
-    context: dg.AssetExecutionContext, database: RankingDatabase, threshold: float, business_date: dt.date
+    context: dg.AssetExecutionContext,
+    database: RankingDatabase,
+    threshold: float,
+    business_date: dt.date,
+    verified: IntegrityReport | None = None,
 ) -> Iterator[dg.AssetCheckEvaluation]:
-    """The selected checks on the committed rankings of D, reported for partition D."""
+    """The selected checks on the committed rankings of D, reported for partition D. ``verified``: the
+    integrity of exactly these rows, established inside the transaction that committed them (not re-read)."""
     selected = context.selected_asset_check_keys
     target = _checked_materialization(context, business_date)
     with database.engine().connect() as connection:
         if INTEGRITY_KEY in selected:
-            report = rankings_integrity(connection, business_date)
+            report = verified or rankings_integrity(connection, business_date)
             yield dg.AssetCheckEvaluation(
                 asset_key=RANKINGS_KEY,
                 check_name=RANKINGS_INTEGRITY_CHECK,
@@ -186,7 +203,11 @@ def _checks(
                 metadata={"business_date": business_date.isoformat(), "rows": report.rows},
             )
         if ANOMALY_KEY in selected:
-            current = count_rows(connection, rankings_table, "ranking_date", business_date)
+            current = (
+                verified.rows
+                if verified is not None
+                else count_rows(connection, rankings_table, "ranking_date", business_date)
+            )
             previous = previous_ranking_count(connection, business_date)
             verdict = row_count_anomaly(current, previous, threshold)
             if not verdict.passed:
@@ -320,8 +341,13 @@ def rankings(
             parameters = {"business_dates": ", ".join(str(day) for day in dates)}
             with batch_step(context, BATCH_001_PROCESS_ID, lock, parameters) as step:
                 for business_date in dates:
-                    yield _replace(context, database, ranking_cache, step, business_date)
-                    yield from _checks(context, database, config.row_count_anomaly_threshold, business_date)
+                    materialization, verified = _replace(
+                        context, database, ranking_cache, step, business_date
+                    )
+                    yield materialization
+                    yield from _checks(
+                        context, database, config.row_count_anomaly_threshold, business_date, verified
+                    )
         else:  # the checks alone (e.g. "Execute" on the Checks tab): they read, they never write
             for business_date in dates:
                 yield from _checks(context, database, config.row_count_anomaly_threshold, business_date)

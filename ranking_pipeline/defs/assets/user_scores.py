@@ -40,6 +40,7 @@ from ranking_pipeline.lib.business_date import (
     window_days,
 )
 from ranking_pipeline.lib.contract import raise_if_defects, user_defects, window_overflow
+from ranking_pipeline.lib.partitions import USER_SCORES, ensure_date_partition
 from ranking_pipeline.lib.queries import batch_transaction, replace_user_scores
 from ranking_pipeline.lib.ranges import UserIdRange, range_for_key
 from ranking_pipeline.lib.state import (
@@ -68,13 +69,14 @@ def _score_range(
     run_id: str,
     fingerprint: str,
     step: BatchStep,
+    from_previous: bool,
 ) -> tuple[int, float]:
     """Replace one (D, range) and record it, in one transaction fenced by the batch lock."""
     mark_running(engine, USER_SCORES_ASSET, business_date, user_range.key, run_id)
     started = time.monotonic()
     try:
         with batch_transaction(engine, f"scoring {business_date} {user_range.key}") as connection:
-            rows = replace_user_scores(connection, business_date, user_range)
+            rows = replace_user_scores(connection, business_date, user_range, from_previous=from_previous)
             mark_completed(
                 connection, USER_SCORES_ASSET, business_date, user_range.key, run_id, rows, fingerprint
             )
@@ -102,13 +104,9 @@ def _resumes(context: dg.AssetExecutionContext) -> bool:
     return context.run.tags.get(RESUME_TAG) == "true" and not _forced(context)
 
 
-def _is_up_to_date(done: PartitionRun | None, fingerprint: str, run_id: str, resumes: bool) -> bool:
-    return (
-        done is not None
-        and done.status == COMPLETED
-        and done.input_fingerprint == fingerprint
-        and (resumes or done.run_id == run_id)  # a step retry never redoes its own finished ranges
-    )
+def _is_up_to_date(done: PartitionRun | None, fingerprint: str) -> bool:
+    """The partition was completed from the aggregates whose fingerprint is ``fingerprint``."""
+    return done is not None and done.status == COMPLETED and done.input_fingerprint == fingerprint
 
 
 def _materialization(
@@ -139,10 +137,12 @@ def _score_date(
     a failing range lets the others finish, then its error ends the step."""
     run_id = context.run.run_id
     window = window_days(business_date)
+    previous_date = business_date - dt.timedelta(days=1)
     with engine.connect() as connection:
         missing = missing_aggregate_days(connection, business_date)
         fingerprint = aggregates_fingerprint(connection, window)
-        previous = partition_runs_for(connection, USER_SCORES_ASSET, [business_date])
+        previous = partition_runs_for(connection, USER_SCORES_ASSET, [business_date, previous_date])
+        previous_fingerprint = aggregates_fingerprint(connection, window_days(previous_date))
     if missing:
         raise IncompleteWindowError(
             f"cannot score {business_date}: daily_order_aggregates has not been materialized for "
@@ -156,7 +156,8 @@ def _score_date(
     to_compute = []
     for user_range in selected:
         done = previous.get((business_date, user_range.key))
-        if _is_up_to_date(done, fingerprint, run_id, resumes):
+        # a step retry never redoes its own finished ranges; other runs' only when resuming
+        if _is_up_to_date(done, fingerprint) and (resumes or done.run_id == run_id):
             context.log.info(
                 f"user_scores {business_date} {user_range.key}: already completed by run {done.run_id} "
                 f"({done.row_count:,} rows) from the same aggregates; not recomputed"
@@ -173,9 +174,21 @@ def _score_date(
             to_compute.append(user_range)
     if not to_compute:
         return
+    # The nightly path: a range whose D-1 scores came from today's aggregates of W(D-1) adds day D and
+    # subtracts day D-30 instead of summing 30 days; any other range (first date, a changed aggregate day,
+    # a forced recompute) sums W(D) in full.
+    from_previous = {
+        r.key: not _forced(context)
+        and _is_up_to_date(previous.get((previous_date, r.key)), previous_fingerprint)
+        for r in to_compute
+    }
+    with batch_transaction(engine, f"creating the user_scores partition of {business_date}") as connection:
+        ensure_date_partition(connection, USER_SCORES, business_date)
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_RANGES, len(to_compute))) as pool:
         futures: dict[Future, UserIdRange] = {
-            pool.submit(_score_range, engine, business_date, r, run_id, fingerprint, step): r
+            pool.submit(
+                _score_range, engine, business_date, r, run_id, fingerprint, step, from_previous[r.key]
+            ): r
             for r in to_compute
         }
         pending = set(futures)
@@ -191,16 +204,25 @@ def _score_date(
                     continue
                 rows, seconds = future.result()
                 step.processed += rows
+                how = (
+                    f"from {previous_date} + {business_date} - {window[0] - dt.timedelta(days=1)}"
+                    if from_previous[user_range.key]
+                    else f"from the 30 days {window[0]} .. {window[-1]}"
+                )
                 context.log.info(
                     f"user_scores {business_date} {user_range.key}: {rows:,} users scored in {seconds:.2f} s "
-                    f"({step.processed:,} users so far)"
+                    f"({how}; {step.processed:,} users so far)"
                 )
                 yield _materialization(
                     context,
                     business_date,
                     user_range.key,
                     rows,
-                    {"computed": True, "seconds": round(seconds, 3)},
+                    {
+                        "computed": True,
+                        "seconds": round(seconds, 3),
+                        "computed_from": dg.MetadataValue.text(how),
+                    },
                 )
             if error is not None:
                 for future in pending:
