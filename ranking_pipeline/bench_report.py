@@ -193,9 +193,11 @@ def _notes(report, case: str, results: list, median: Callable, figures: dict[str
             results[-1].pipeline.ranges[key][0],
             median([r.pipeline.ranges[key][1] for r in results if key in r.pipeline.ranges]),
         )
+    last = results[-1].pipeline
     notes = [
         f"{case}: per-range scoring (rows, s): "
         + (", ".join(f"{key} {n:,} {s:.2f}" for key, (n, s) in per_range.items()) or "none logged")
+        + f"; {last.ranges_from_previous} of {len(last.ranges)} ranges scored from D-1's scores"
     ]
     ms = figures[f"{case}_work_seconds"] * 1000 / report.users
     notes.append(
@@ -244,10 +246,13 @@ def build_table(report, median: Callable) -> tuple[list[tuple], str]:
             )
     if report.history is not None:
         history = report.history
+        dropped = [r.history_dates_dropped for r in report.cases["history"]]
         notes.append(
-            f"history: {history.dates} older business dates ({history.first} .. {history.last}), "
+            f"history: {len(history.days)} older business dates ({history.days[-1]} .. {history.days[0]}), "
             f"{history.score_rows:,} user_scores and {history.ranking_rows:,} rankings rows copied from D "
-            f"in {history.seconds:.1f} s, each date in its own partition"
+            f"in {history.seconds:.1f} s, each date in its own partition; RANKING_RETENTION_DAYS="
+            f"{history.retention_days} for the history runs, so the timed run drops the oldest date as "
+            f"every night does (dates dropped per run: {', '.join(map(str, dropped))}; restored untimed)"
         )
     reps = ", ".join(f"{len(results)} {case}" for case, results in report.cases.items() if results)
     lines = [

@@ -57,7 +57,10 @@ def test_bench_compares_identical_rankings_and_prints_every_step(postgres_server
     assert nightly.floor.read.rows > 0 and nightly.floor.read.seconds > 0
     assert nightly.floor.write.rows == nightly.ranked and nightly.floor.write.seconds > 0
     assert "orders" in nightly.floor.read_plan
-    assert report.history is not None and report.history.dates == 3
+    assert report.history is not None and len(report.history.days) == 3
+    assert report.cases["history"][0].history_dates_dropped == 1  # retention K + 30: the oldest date
+    for case in ("nightly", "history"):  # the nightly path: every range scored from D-1's scores
+        assert report.cases[case][0].pipeline.ranges_from_previous == 8, case
     assert report.history.score_rows > 0 and report.history.ranking_rows == 3 * nightly.ranked
     for figure in (
         "floor_seconds",
