@@ -1,15 +1,25 @@
 """`ranking-pipeline bench`: the pipeline against a plain-SQL baseline, side by side, on one database.
 
 On a new database (random name, on RANKING_DATABASE_URL's server or the embedded one) it seeds the contract's
-reference workload (N users, 31 JST days, N orders a day, loaded with COPY), then, per repetition:
+reference workload (N users, 31 JST days D-30 .. D, N orders a day, loaded with COPY), then, per repetition:
 
-- warm (the daily case): both sides have W(D)'s other 29 days aggregated; each aggregates D, scores D and
-  replaces the rankings of D. Cold: every aggregate is gone; each aggregates all 30 days, scores, ranks.
+- nightly (the daily case): untimed preparation on the pipeline side aggregates D-30 .. D-1 through its own
+  batch_000_job and runs ``ranking-pipeline run --date D-1``, so W(D)'s other 29 days are aggregated and
+  D-1's scores and rankings are present and fresh (what lets the pipeline score D from D-1's scores); the
+  baseline aggregates the same days. Timed: each side aggregates D, scores D, replaces the rankings of D.
+  Then the floor (lib/baseline.py ``floor``): one read of D's orders plus one write of D's rankings.
+- cold: every aggregate is gone; each side aggregates all 30 days, scores, ranks.
 - baseline: lib/baseline.py's plain SQL in one session, into its own copies of the output tables.
 - pipeline: a subprocess ``ranking-pipeline run --date D`` (the project's definitions, Dagster in process, on
   a fresh instance), timed start to exit, its peak RSS (VmHWM, polled every 20 ms); per-asset times from
   the run's event log (STEP_START -> STEP_SUCCESS), per-range times from the user_scores step's log.
 - the two rankings of D must be identical (rank, user_id, score, order_count), or the benchmark fails.
+
+With ``history_dates`` K > 0, after those cases: user_scores and rankings get K older business dates
+(D-31-i for i in range(K), each in its own date partition, D's rows copied set-based), and the nightly case
+is timed again on the pipeline side (same preparation), compared with the baseline's rankings of D. Those
+runs get RANKING_RETENTION_DAYS = K + 30: D-1's run keeps every copied date and D's run drops the oldest,
+as every night does once the tables hold their full retention (restored, untimed, before a next repetition).
 
 Before each timed side the derived tables are vacuumed and analyzed and a checkpoint is taken, and the order
 of the two sides alternates between repetitions, so neither inherits the other's dirty pages or cache.
@@ -37,13 +47,16 @@ import yaml
 
 from ranking_pipeline.lib import baseline
 from ranking_pipeline.lib.db import describe_url, dispose_engines, get_engine, normalize_url
+from ranking_pipeline.lib.partitions import RETENTION_DAYS_ENV, ensure_date_partition, partition_dates
 from ranking_pipeline.lib.seed import seed
 
 BENCH_DATE = dt.date(2026, 11, 27)
 DATABASE_URL_ENV = "RANKING_DATABASE_URL"
 _DATABASE_NAME = re.compile(r"^rp_bench_[0-9a-f]{12}$")
 _PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
-_RANGE_LINE = re.compile(r"user_scores \S+ (users_\S+): ([\d,]+) users scored in ([\d.]+) s")
+_RANGE_LINE = re.compile(
+    r"user_scores \S+ (users_\S+): ([\d,]+) users scored in ([\d.]+) s \((from \S+ \+|from the 30 days)?"
+)
 _PIPELINE_TABLES = ("daily_order_aggregates", "user_scores", "rankings", "ranking_partition_runs")
 _DERIVED = (*_PIPELINE_TABLES, *baseline.BASELINE_TABLES.values())
 _POLL_SECONDS = 0.02
@@ -56,28 +69,54 @@ class BenchmarkMismatch(RuntimeError):
 
 @dataclass
 class PipelineRun:
+    """What one ``ranking-pipeline run`` subprocess took."""
+
     steps: dict[str, float]  # step key -> STEP_START..STEP_SUCCESS seconds
     ranges: dict[str, tuple[int, float]]  # user-ID range -> (rows, seconds)
     runs_seconds: float  # sum over the Dagster runs of run start -> end
     process_seconds: float  # subprocess start -> exit
     peak_mb: float  # the subprocess's peak RSS (VmHWM)
+    ranges_from_previous: int = 0  # ranges scored incrementally from D-1's scores (the nightly path)
+
+
+CASES = ("nightly", "cold", "history")
 
 
 @dataclass
 class CaseResult:
-    """One repetition of one case (warm or cold)."""
+    """One repetition of one case (nightly, cold or history)."""
 
-    baseline: dict[str, baseline.StepTiming]
+    baseline: dict[str, baseline.StepTiming]  # empty for history: only the pipeline is timed again
     pipeline: PipelineRun
     differences: int
     ranked: int
+    floor: baseline.FloorTiming | None = None  # measured after each nightly repetition
+    history_dates_dropped: int | None = None  # history: dates the timed run dropped by retention
+
+
+@dataclass
+class HistoryFill:
+    """The older business dates copied into user_scores and rankings before the history case."""
+
+    days: list[dt.date]  # D-31, D-32, ... newest first
+    score_rows: int
+    ranking_rows: int
+    seconds: float
+
+    @property
+    def retention_days(self) -> int:
+        """RANKING_RETENTION_DAYS for the history runs: D-1's run keeps every copied date, D's run drops the
+        oldest one, as every night does once a table holds its full retention."""
+        return len(self.days) + 30
 
 
 @dataclass
 class BenchReport:
     users: int
     database: str
-    cases: dict[str, list[CaseResult]] = field(default_factory=lambda: {"warm": [], "cold": []})
+    cases: dict[str, list[CaseResult]] = field(default_factory=lambda: {case: [] for case in CASES})
+    history: HistoryFill | None = None
+    figures: dict[str, float] = field(default_factory=dict)  # headline medians (bench_report.summarize)
     rows: list[tuple] = field(default_factory=list)  # the printed table's rows
     text: str = ""
 
@@ -98,12 +137,17 @@ def _new_instance_home() -> str:
     return home
 
 
-def _step_and_run_times(home: str) -> tuple[dict[str, float], dict[str, tuple[int, float]], float]:
+def _step_and_run_times(
+    home: str,
+) -> tuple[dict[str, float], dict[str, tuple[int, float]], float, int]:
+    """From the run's instance: seconds per step, (rows, seconds) per user-ID range, the runs' seconds and
+    how many ranges were scored from D-1's scores rather than from the 30 days."""
     import dagster as dg
 
     steps: dict[str, float] = {}
     ranges: dict[str, tuple[int, float]] = {}
     runs_seconds = 0.0
+    ranges_from_previous = 0
     with dg.DagsterInstance.from_config(home) as instance:
         for record in instance.get_run_records():
             runs_seconds += (record.end_time or 0) - (record.start_time or 0)
@@ -117,7 +161,8 @@ def _step_and_run_times(home: str) -> tuple[dict[str, float], dict[str, tuple[in
                     steps[key] = steps.get(key, 0.0) + entry.timestamp - started[key]
                 elif match := _RANGE_LINE.search(entry.user_message or ""):
                     ranges[match[1]] = (int(match[2].replace(",", "")), float(match[3]))
-    return steps, ranges, runs_seconds
+                    ranges_from_previous += bool(match[4] and match[4].endswith("+"))
+    return steps, ranges, runs_seconds, ranges_from_previous
 
 
 def _vm_hwm_kb(pid: int) -> int:
@@ -130,10 +175,14 @@ def _vm_hwm_kb(pid: int) -> int:
     return int(match[1]) if match else 0
 
 
-def run_pipeline_process(database_url: str, business_date: dt.date) -> PipelineRun:
+def run_pipeline_process(
+    database_url: str, business_date: dt.date, extra_env: dict[str, str] | None = None
+) -> PipelineRun:
     """`ranking-pipeline run --date D` in a subprocess on a fresh Dagster instance: times and peak RSS."""
     home = _new_instance_home()
-    env = _env_without(_ENV_OVERRIDES_REMOVED, DAGSTER_HOME=home, **{DATABASE_URL_ENV: database_url})
+    env = _env_without(
+        _ENV_OVERRIDES_REMOVED, DAGSTER_HOME=home, **{DATABASE_URL_ENV: database_url}, **(extra_env or {})
+    )
     command = [sys.executable, "-m", "ranking_pipeline.cli", "run", "--date", business_date.isoformat()]
     try:
         with tempfile.TemporaryFile() as output:
@@ -152,10 +201,10 @@ def run_pipeline_process(database_url: str, business_date: dt.date) -> PipelineR
                 output.seek(0)
                 tail = output.read().decode(errors="replace")[-3000:]
                 raise RuntimeError(f"ranking-pipeline run failed ({process.returncode}):\n{tail}")
-        steps, ranges, runs_seconds = _step_and_run_times(home)
+        steps, ranges, runs_seconds, ranges_from_previous = _step_and_run_times(home)
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    return PipelineRun(steps, ranges, runs_seconds, process_seconds, peak_kb / 1024)
+    return PipelineRun(steps, ranges, runs_seconds, process_seconds, peak_kb / 1024, ranges_from_previous)
 
 
 def _aggregate_through_dagster(first: dt.date, last: dt.date) -> None:
@@ -198,31 +247,22 @@ def _baseline_case(
         }
 
 
-def _run_case(
-    url: str, raw, case: str, repetition: int, business_date: dt.date, log: Callable[[str], None]
-) -> CaseResult:
-    first = business_date - dt.timedelta(days=29)
-    days = (business_date, business_date) if case == "warm" else (first, business_date)
-    with raw.cursor() as cursor:
-        if case == "warm":
-            cursor.execute("TRUNCATE " + ", ".join(_DERIVED))
-        else:
-            cursor.execute("TRUNCATE daily_order_aggregates, baseline_daily_order_aggregates")
-            cursor.execute("DELETE FROM ranking_partition_runs WHERE asset = 'daily_order_aggregates'")
-    raw.commit()
-    if case == "warm":
-        with raw.cursor() as cursor:
-            baseline.aggregate_days(cursor, first, business_date - dt.timedelta(days=1))
-        _aggregate_through_dagster(first, business_date - dt.timedelta(days=1))
-    results: dict[str, object] = {}
-    sides = ["baseline", "pipeline"] if repetition % 2 == 0 else ["pipeline", "baseline"]
-    for side in sides:
-        _settle(url)
-        log(f"  {case} #{repetition + 1}: {side} ...")
-        if side == "baseline":
-            results[side] = _baseline_case(raw, business_date, days)
-        else:
-            results[side] = run_pipeline_process(url, business_date)
+def _prepare_nightly_pipeline(
+    url: str,
+    business_date: dt.date,
+    log: Callable[[str], None],
+    extra_env: dict[str, str] | None = None,
+) -> None:
+    """Untimed: the pipeline aggregates D-30 .. D-1 (batch_000_job) and ranks D-1 itself, in a subprocess,
+    so D-1's scores and rankings are present and computed from the aggregates D's batch will find."""
+    previous = business_date - dt.timedelta(days=1)
+    _aggregate_through_dagster(previous - dt.timedelta(days=29), previous)
+    log(f"    preparing: ranking-pipeline run --date {previous} (untimed) ...")
+    run_pipeline_process(url, previous, extra_env)
+
+
+def _compare_rankings(raw, case: str, business_date: dt.date) -> tuple[int, int]:
+    """(differing rows, ranked rows of D): fails the benchmark if the two rankings of D differ at all."""
     with raw.cursor() as cursor:
         differences = baseline.ranking_differences(cursor, business_date)
         cursor.execute("SELECT count(*) FROM rankings WHERE ranking_date = %(d)s", {"d": business_date})
@@ -232,7 +272,127 @@ def _run_case(
         raise BenchmarkMismatch(
             f"{case}: {differences} ranking rows differ between the pipeline and baseline"
         )
-    return CaseResult(results["baseline"], results["pipeline"], differences, ranked)
+    return differences, ranked
+
+
+def _run_case(
+    url: str, raw, case: str, repetition: int, business_date: dt.date, log: Callable[[str], None]
+) -> CaseResult:
+    """One repetition of the nightly or the cold case: both sides timed, rankings compared."""
+    first = business_date - dt.timedelta(days=29)
+    days = (business_date, business_date) if case == "nightly" else (first, business_date)
+    with raw.cursor() as cursor:
+        if case == "nightly":
+            cursor.execute("TRUNCATE " + ", ".join(_DERIVED))
+        else:
+            cursor.execute("TRUNCATE daily_order_aggregates, baseline_daily_order_aggregates")
+            cursor.execute("DELETE FROM ranking_partition_runs WHERE asset = 'daily_order_aggregates'")
+    raw.commit()
+    if case == "nightly":
+        previous = business_date - dt.timedelta(days=1)
+        with raw.cursor() as cursor:  # the same aggregate days as the pipeline's preparation
+            baseline.aggregate_days(cursor, first - dt.timedelta(days=1), previous)
+        _prepare_nightly_pipeline(url, business_date, log)
+    results: dict[str, object] = {}
+    sides = ["baseline", "pipeline"] if repetition % 2 == 0 else ["pipeline", "baseline"]
+    for side in sides:
+        _settle(url)
+        log(f"  {case} #{repetition + 1}: {side} ...")
+        if side == "baseline":
+            results[side] = _baseline_case(raw, business_date, days)
+        else:
+            results[side] = run_pipeline_process(url, business_date)
+    differences, ranked = _compare_rankings(raw, case, business_date)
+    floor = None
+    if case == "nightly":
+        _settle(url)
+        log(f"  {case} #{repetition + 1}: floor ...")
+        with raw.cursor() as cursor:
+            floor = baseline.floor(cursor, business_date)
+    return CaseResult(results["baseline"], results["pipeline"], differences, ranked, floor)
+
+
+_COPY_SCORES = sa.text(
+    "INSERT INTO user_scores (score_date, user_id, order_count, total_amount, score) "
+    "SELECT :day, user_id, order_count, total_amount, score FROM user_scores WHERE score_date = :source"
+)
+_COPY_RANKINGS = sa.text(
+    "INSERT INTO rankings (ranking_date, rank, user_id, score, order_count) "
+    "SELECT :day, rank, user_id, score, order_count FROM rankings WHERE ranking_date = :source"
+)
+
+
+def _copy_dates(engine: sa.Engine, source: dt.date, days: list[dt.date]) -> tuple[int, int]:
+    """Copy the user_scores and rankings of ``source`` under each of ``days`` (one transaction per date,
+    each into its own date partition, created first); returns the rows copied (scores, rankings)."""
+    score_rows = ranking_rows = 0
+    for day in days:
+        with engine.begin() as connection:
+            ensure_date_partition(connection, "user_scores", day)
+            ensure_date_partition(connection, "rankings", day)
+            params = {"day": day, "source": source}
+            score_rows += connection.execute(_COPY_SCORES, params).rowcount
+            ranking_rows += connection.execute(_COPY_RANKINGS, params).rowcount
+    return score_rows, ranking_rows
+
+
+def _history_dates_present(engine: sa.Engine, history: HistoryFill) -> set[dt.date]:
+    with engine.connect() as connection:
+        return set(partition_dates(connection, "rankings")) & set(history.days)
+
+
+def fill_history(
+    engine: sa.Engine, business_date: dt.date, dates: int, log: Callable[[str], None]
+) -> HistoryFill:
+    """Copy D's user_scores and rankings under the K business dates D-31, D-32, ..., all strictly older
+    than W(D-1)'s first day D-30, so D-1's scores stay fresh for the nightly path."""
+    started = time.perf_counter()
+    days = [business_date - dt.timedelta(days=31 + i) for i in range(dates)]
+    score_rows = ranking_rows = 0
+    for first in range(0, dates, 50):
+        scores, rankings = _copy_dates(engine, business_date, days[first : first + 50])
+        score_rows, ranking_rows = score_rows + scores, ranking_rows + rankings
+        if first + 50 < dates:
+            log(f"    history: {first + 50} of {dates} dates copied ...")
+    return HistoryFill(days, score_rows, ranking_rows, time.perf_counter() - started)
+
+
+def _run_history_case(
+    url: str,
+    engine: sa.Engine,
+    raw,
+    history: HistoryFill,
+    repetition: int,
+    business_date: dt.date,
+    log: Callable[[str], None],
+) -> CaseResult:
+    """The nightly case again on the pipeline side, with the history in user_scores and rankings.
+
+    Untimed: history dates a previous repetition's retention dropped are copied again from D; D's and
+    D-1's rows, the aggregates and the state rows are removed; D-30 .. D-1 aggregated and D-1 ranked by the
+    pipeline (the nightly preparation). Timed: the run for D, with RANKING_RETENTION_DAYS = K + 30 (it drops
+    the oldest history date, as every night does). Then compared with the baseline's rankings of D (same
+    orders, same users, computed in the cases before)."""
+    missing = sorted(set(history.days) - _history_dates_present(engine, history))
+    if missing:
+        log(f"    history: restoring {len(missing)} date(s) retention dropped (untimed) ...")
+        _copy_dates(engine, business_date, missing)
+    previous = business_date - dt.timedelta(days=1)
+    with raw.cursor() as cursor:
+        cursor.execute("TRUNCATE daily_order_aggregates, ranking_partition_runs")
+        dates = {"d": business_date, "previous": previous}
+        cursor.execute("DELETE FROM user_scores WHERE score_date IN (%(previous)s, %(d)s)", dates)
+        cursor.execute("DELETE FROM rankings WHERE ranking_date IN (%(previous)s, %(d)s)", dates)
+    raw.commit()
+    retention = {RETENTION_DAYS_ENV: str(history.retention_days)}
+    _prepare_nightly_pipeline(url, business_date, log, retention)
+    _settle(url)
+    log(f"  history #{repetition + 1}: pipeline ...")
+    present = _history_dates_present(engine, history)
+    pipeline = run_pipeline_process(url, business_date, retention)
+    dropped = len(present - _history_dates_present(engine, history))
+    differences, ranked = _compare_rankings(raw, "history", business_date)
+    return CaseResult({}, pipeline, differences, ranked, history_dates_dropped=dropped)
 
 
 def _server_url():
@@ -272,9 +432,16 @@ def _drop_database(server_url: str, url: str) -> None:
 
 
 def run_benchmark(
-    users: int, runs: int = 1, *, keep: bool = False, log: Callable[[str], None] = print
+    users: int,
+    runs: int = 1,
+    *,
+    keep: bool = False,
+    history_dates: int = 0,
+    log: Callable[[str], None] = print,
 ) -> BenchReport:
-    """Seed, run both sides ``runs`` times per case, check the rankings, and build the table (medians)."""
+    """Seed, run both sides ``runs`` times per case, check the rankings, and build the table (medians).
+
+    With ``history_dates`` K > 0, then fill K older dates and time the nightly case ``runs`` times again."""
     from ranking_pipeline.bench_report import build_table
 
     server_url, url = _create_database()
@@ -296,9 +463,16 @@ def run_benchmark(
             baseline.create_tables(raw)
             log(f"seeded in {time.perf_counter() - started:.1f} s")
             for repetition in range(runs):
-                for case in ("warm", "cold"):
+                for case in ("nightly", "cold"):
                     result = _run_case(url, raw, case, repetition, BENCH_DATE, log)
                     report.cases[case].append(result)
+            if history_dates:
+                log(f"history: copying D's scores and rankings under {history_dates} older dates ...")
+                report.history = fill_history(engine, BENCH_DATE, history_dates, log)
+                log(f"history: filled in {report.history.seconds:.1f} s")
+                for repetition in range(runs):
+                    result = _run_history_case(url, engine, raw, report.history, repetition, BENCH_DATE, log)
+                    report.cases["history"].append(result)
         finally:
             raw.close()
         report.rows, report.text = build_table(report, statistics.median)

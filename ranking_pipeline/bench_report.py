@@ -1,90 +1,270 @@
-"""The benchmark's table: step, baseline s, pipeline s, ratio, rows/s, peak MB (medians over repetitions)."""
+"""The benchmark's table, headline figures and verdicts (medians over repetitions).
+
+Columns: step, rows, baseline s, pipeline s, ratio (pipeline / baseline), floor s, x floor (pipeline /
+floor), rows/s, peak MB. The history case has no baseline of its own: its rows compare the pipeline with
+history against the pipeline's nightly case without it (the "baseline s" column holds the latter).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 BUDGET_MS_PER_RECORD = 100.0
-TARGET_RATIO = 1.5
 _ASSET_STEPS = {"aggregate": "daily_order_aggregates", "score": "user_scores", "rank": "rankings"}
 _LABELS = {
-    "warm": {"aggregate": "aggregate day D", "score": "score D (8 ranges)", "rank": "rank + replace D"},
+    "nightly": {"aggregate": "aggregate day D", "score": "score D (8 ranges)", "rank": "rank + replace D"},
     "cold": {"aggregate": "aggregate 30 days", "score": "score D (8 ranges)", "rank": "rank + replace D"},
 }
-HEADER = ("case", "step", "rows", "baseline s", "pipeline s", "ratio", "rows/s", "peak MB")
+_LABELS["history"] = _LABELS["nightly"]
+HEADER = (
+    "case",
+    "step",
+    "rows",
+    "baseline s",
+    "pipeline s",
+    "ratio",
+    "floor s",
+    "x floor",
+    "rows/s",
+    "peak MB",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target of issue 12: ``figure`` (a key of summarize's result) must stay under ``limit``."""
+
+    description: str
+    figure: str
+    limit: float
+    users: tuple[int, ...]  # the sizes the target is set for; at other sizes it is printed for reference
+    strict: bool = False  # True: figure < limit; False: figure <= limit
+
+
+TARGETS = (
+    Target("nightly batch work <= 0.6 x baseline", "nightly_work_ratio", 0.6, (1_000_000,)),
+    Target("nightly batch work <= 0.8 x baseline", "nightly_work_ratio", 0.8, (100_000,)),
+    Target("nightly whole process <= 1.0 x baseline", "nightly_process_ratio", 1.0, (1_000_000,)),
+    Target("cold batch work <= 1.0 x baseline", "cold_work_ratio", 1.0, (1_000_000,)),
+    Target("nightly batch work <= 2 x floor", "nightly_work_vs_floor", 2.0, (100_000, 1_000_000)),
+    Target("nightly batch work, history / none <= 1.1", "history_ratio", 1.1, (100_000, 1_000_000)),
+    Target("peak RSS of the batch process < 300 MB", "peak_mb", 300.0, (1_000_000,), strict=True),
+)
 
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return numerator / denominator if numerator is not None and denominator else None
+
+
+def _work(result) -> float:
+    """The pipeline's batch work: every step of its runs (the assets and the checks on rankings)."""
+    return sum(result.pipeline.steps.values())
+
+
+def _checks(result) -> float:
+    return sum(s for key, s in result.pipeline.steps.items() if key not in _ASSET_STEPS.values())
+
+
+def summarize(report, median: Callable) -> dict[str, float]:
+    """The medians the table and the verdicts are made of (a key is missing when its case did not run).
+
+    Per case: ``<case>_<step>_seconds`` (aggregate, score, rank, checks, work, runs, process),
+    ``<case>_peak_mb`` and, with a baseline, ``<case>_baseline_seconds`` and the ratios; then the floor
+    (``floor_*``, ``nightly_work_vs_floor``), the history (``history_ratio``) and ``peak_mb`` (the
+    largest of the cases' peaks)."""
+    figures: dict[str, float] = {}
+    for case, results in report.cases.items():
+        if not results:
+            continue
+        for step, asset in _ASSET_STEPS.items():
+            figures[f"{case}_{step}_seconds"] = median([r.pipeline.steps.get(asset, 0.0) for r in results])
+        figures[f"{case}_checks_seconds"] = median([_checks(r) for r in results])
+        figures[f"{case}_work_seconds"] = median([_work(r) for r in results])
+        figures[f"{case}_runs_seconds"] = median([r.pipeline.runs_seconds for r in results])
+        figures[f"{case}_process_seconds"] = median([r.pipeline.process_seconds for r in results])
+        figures[f"{case}_peak_mb"] = median([r.pipeline.peak_mb for r in results])
+        if case != "history":
+            baseline = median([sum(t.seconds for t in r.baseline.values()) for r in results])
+            figures[f"{case}_baseline_seconds"] = baseline
+            figures[f"{case}_work_ratio"] = figures[f"{case}_work_seconds"] / baseline
+            figures[f"{case}_process_ratio"] = figures[f"{case}_process_seconds"] / baseline
+    floors = [r.floor for r in report.cases.get("nightly", []) if r.floor is not None]
+    if floors:
+        figures["floor_read_seconds"] = median([f.read.seconds for f in floors])
+        figures["floor_write_seconds"] = median([f.write.seconds for f in floors])
+        figures["floor_seconds"] = median([f.seconds for f in floors])
+        figures["nightly_work_vs_floor"] = figures["nightly_work_seconds"] / figures["floor_seconds"]
+    if "history_work_seconds" in figures and "nightly_work_seconds" in figures:
+        figures["history_ratio"] = figures["history_work_seconds"] / figures["nightly_work_seconds"]
+        if "floor_seconds" in figures:
+            figures["history_work_vs_floor"] = figures["history_work_seconds"] / figures["floor_seconds"]
+    peaks = [value for key, value in figures.items() if key.endswith("_peak_mb")]
+    if peaks:
+        figures["peak_mb"] = max(peaks)
+    return figures
+
+
+def verdicts(figures: dict[str, float], users: int) -> list[str]:
+    """One line per target: met, NOT MET, or for reference when the target is set for another size."""
+    lines = []
+    for target in TARGETS:
+        value = figures.get(target.figure)
+        sizes = " and ".join(f"{size:,}" for size in target.users)
+        if value is None:
+            lines.append(f"  not run   {target.description} (at {sizes} users): not measured in this run")
+            continue
+        met = value < target.limit if target.strict else value <= target.limit
+        if users in target.users:
+            status = "met" if met else "NOT MET"
+            lines.append(f"  {status:<8}  {target.description} at {users:,} users: {value:.2f}")
+        else:
+            lines.append(
+                f"  reference {target.description} (set for {sizes} users): {value:.2f} at {users:,} users"
+            )
+    return lines
+
+
+def _case_rows(case: str, results: list, median: Callable, figures: dict[str, float]) -> list[tuple]:
+    """The rows of one case: its three asset steps, the checks, batch work, Dagster runs, the process.
+
+    Nightly and cold compare with the baseline; history compares with the nightly case's pipeline."""
+    with_history = case == "history"
+    floor = figures.get("floor_seconds") if case in ("nightly", "history") else None
+    rows: list[tuple] = []
+    for step, label in _LABELS[case].items():
+        pipe = figures[f"{case}_{step}_seconds"]
+        if with_history:
+            count, base = None, figures.get(f"nightly_{step}_seconds")
+        else:
+            count = results[-1].baseline[step].rows
+            base = median([r.baseline[step].seconds for r in results])
+        rate = count / pipe if count is not None and pipe else None
+        rows.append((case, label, count, base, pipe, _ratio(pipe, base), None, None, rate, None))
+    ranked = results[-1].ranked
+    for key, label, count in (
+        ("checks", "asset checks on rankings", None),
+        ("work", "batch work (all steps)", ranked),
+        ("runs", "Dagster runs, start to end", ranked),
+        ("process", "process start to exit", ranked),
+    ):
+        pipe = figures[f"{case}_{key}_seconds"]
+        if with_history:
+            base = figures.get(f"nightly_{key}_seconds")
+        else:
+            base = None if key == "checks" else figures[f"{case}_baseline_seconds"]
+        floor_cells = (floor, _ratio(pipe, floor)) if key == "work" else (None, None)
+        peak = figures[f"{case}_peak_mb"] if key == "process" else None
+        rows.append((case, label, count, base, pipe, _ratio(pipe, base), *floor_cells, None, peak))
+    return rows
+
+
+def _floor_rows(last_floor, figures: dict[str, float]) -> list[tuple]:
+    """The floor's rows: its read, its write (medians) and their sum; rows from the last repetition."""
+    read_rows, written = last_floor.read.rows, last_floor.write.rows
+    read, write = figures["floor_read_seconds"], figures["floor_write_seconds"]
+    total = figures["floor_seconds"]
+    no_times = (None, None, None)  # a floor has no baseline, pipeline or ratio
+    return [
+        ("floor", "read D's orders once", read_rows, *no_times, read, None, _ratio(read_rows, read), None),
+        (
+            "floor",
+            "write D's rankings once",
+            written,
+            *no_times,
+            write,
+            None,
+            _ratio(written, write),
+            None,
+        ),
+        ("floor", "floor (read + write)", written, *no_times, total, None, None, None),
+    ]
+
+
+def _notes(report, case: str, results: list, median: Callable, figures: dict[str, float]) -> list[str]:
+    per_range = {}
+    # in user-ID order: "users_min_to_..." first, then the ranges named by their first ID
+    for key in sorted(results[-1].pipeline.ranges, key=lambda name: (not name.startswith("users_min"), name)):
+        per_range[key] = (
+            results[-1].pipeline.ranges[key][0],
+            median([r.pipeline.ranges[key][1] for r in results if key in r.pipeline.ranges]),
+        )
+    last = results[-1].pipeline
+    notes = [
+        f"{case}: per-range scoring (rows, s): "
+        + (", ".join(f"{key} {n:,} {s:.2f}" for key, (n, s) in per_range.items()) or "none logged")
+        + f"; {last.ranges_from_previous} of {len(last.ranges)} ranges scored from D-1's scores"
+    ]
+    ms = figures[f"{case}_work_seconds"] * 1000 / report.users
+    notes.append(
+        f"{case}: {ms:.3f} ms per record (batch work / {report.users:,} orders of day D; budget "
+        f"{BUDGET_MS_PER_RECORD:.0f} ms: {BUDGET_MS_PER_RECORD / ms:,.0f}x under); whole process "
+        f"{figures[f'{case}_process_seconds'] * 1000 / report.users:.3f} ms per record"
+    )
+    return notes
+
+
+def _format_row(row: tuple) -> str:
+    case, label, count, base, pipe, ratio, floor, times_floor, rate, peak = row
+    cells = [
+        f"{case:>8}",
+        f"{label:>27}",
+        f"{_fmt(count, ',d'):>10}",
+        f"{_fmt(base, '.2f'):>10}",
+        f"{_fmt(pipe, '.2f'):>10}",
+        f"{_fmt(ratio, '.2f'):>7}",
+        f"{_fmt(floor, '.3f'):>8}",
+        f"{_fmt(times_floor, '.2f'):>7}",
+        f"{_fmt(rate, ',.0f'):>10}",
+        f"{_fmt(peak, ',.0f'):>7}",
+    ]
+    return "  ".join(cells)
+
+
 def build_table(report, median: Callable) -> tuple[list[tuple], str]:
-    """Rows (for tests and docs) and the printed text. Ratio = pipeline / baseline for the same work."""
+    """Rows (for tests and docs) and the printed text; also sets ``report.figures`` (summarize's medians)."""
+    figures = summarize(report, median)
+    report.figures = figures
     rows: list[tuple] = []
     notes: list[str] = []
     for case, results in report.cases.items():
         if not results:
             continue
-        base_total = median([sum(t.seconds for t in r.baseline.values()) for r in results])
-        for step, label in _LABELS[case].items():
-            base = median([r.baseline[step].seconds for r in results])
-            pipe = median([r.pipeline.steps.get(_ASSET_STEPS[step], 0.0) for r in results])
-            count = results[-1].baseline[step].rows
-            rows.append((case, label, count, base, pipe, pipe / base, count / pipe if pipe else None, None))
-        checks = median(
-            [sum(s for k, s in r.pipeline.steps.items() if k not in _ASSET_STEPS.values()) for r in results]
-        )
-        rows.append((case, "asset checks on rankings", None, None, checks, None, None, None))
-        work = median([sum(r.pipeline.steps.values()) for r in results])
-        ranked = results[-1].ranked
-        rows.append((case, "batch work (all steps)", ranked, base_total, work, work / base_total, None, None))
-        runs = median([r.pipeline.runs_seconds for r in results])
-        rows.append(
-            (case, "Dagster runs, start to end", ranked, base_total, runs, runs / base_total, None, None)
-        )
-        process = median([r.pipeline.process_seconds for r in results])
-        peak = median([r.pipeline.peak_mb for r in results])
-        rows.append(
-            (case, "process start to exit", ranked, base_total, process, process / base_total, None, peak)
-        )
-        per_range = {}
-        for key in results[-1].pipeline.ranges:
-            per_range[key] = (
-                results[-1].pipeline.ranges[key][0],
-                median([r.pipeline.ranges[key][1] for r in results if key in r.pipeline.ranges]),
+        rows.extend(_case_rows(case, results, median, figures))
+        notes.extend(_notes(report, case, results, median, figures))
+        floors = [r.floor for r in results if r.floor is not None]
+        if floors:
+            rows.extend(_floor_rows(floors[-1], figures))
+            notes.append(
+                f"floor: read = count(*), sum(amount) of D's {floors[-1].read.rows:,} completed orders "
+                f"(plan: {floors[-1].read_plan}); write = INSERT of D's {floors[-1].write.rows:,} ranked "
+                "rows into an empty table with PRIMARY KEY (ranking_date, user_id), dropped afterwards"
             )
+    if report.history is not None:
+        history = report.history
+        dropped = [r.history_dates_dropped for r in report.cases["history"]]
         notes.append(
-            f"{case}: per-range scoring (rows, s): "
-            + ", ".join(f"{key} {n:,} {s:.2f}" for key, (n, s) in per_range.items())
+            f"history: {len(history.days)} older business dates ({history.days[-1]} .. {history.days[0]}), "
+            f"{history.score_rows:,} user_scores and {history.ranking_rows:,} rankings rows copied from D "
+            f"in {history.seconds:.1f} s, each date in its own partition; RANKING_RETENTION_DAYS="
+            f"{history.retention_days} for the history runs, so the timed run drops the oldest date as "
+            f"every night does (dates dropped per run: {', '.join(map(str, dropped))}; restored untimed)"
         )
-        ms = work * 1000 / report.users
-        notes.append(
-            f"{case}: {ms:.3f} ms per record (batch work / {report.users:,} orders of day D; budget "
-            f"{BUDGET_MS_PER_RECORD:.0f} ms: {BUDGET_MS_PER_RECORD / ms:,.0f}x under); whole process "
-            f"{process * 1000 / report.users:.3f} ms per record"
-        )
-    reps = {case: len(results) for case, results in report.cases.items()}
+    reps = ", ".join(f"{len(results)} {case}" for case, results in report.cases.items() if results)
     lines = [
         f"ranking-pipeline bench: {report.users:,} users, {report.users * 31:,} orders, database "
-        f"{report.database}; medians of {reps['warm']} warm and {reps['cold']} cold run(s); rankings "
-        "identical in every run (rank, user_id, score, order_count)",
-        "warm = W(D)'s other 29 days already aggregated; cold = all 30 aggregate days missing; "
-        f"target ratio <= {TARGET_RATIO}",
-        "  ".join(f"{h:>26}" if i == 1 else f"{h:>11}" for i, h in enumerate(HEADER)),
+        f"{report.database}; medians of {reps} run(s); rankings identical in every run (rank, user_id, "
+        "score, order_count)",
+        "nightly = D-30 .. D-1 aggregated and D-1 ranked by the pipeline beforehand (untimed); cold = no "
+        "aggregates; ratio = pipeline / baseline; x floor = pipeline / floor (read D's orders + write D's "
+        "rankings once); history rows: 'baseline s' = the pipeline's nightly figure without the history, "
+        "ratio = with / without",
+        "  ".join(f"{h:>{w}}" for h, w in zip(HEADER, (8, 27, 10, 10, 10, 7, 8, 7, 10, 7), strict=True)),
     ]
-    for case, label, count, base, pipe, ratio, rate, peak in rows:
-        lines.append(
-            "  ".join(
-                [
-                    f"{case:>11}",
-                    f"{label:>26}",
-                    f"{_fmt(count, ',d'):>11}",
-                    f"{_fmt(base, '.2f'):>11}",
-                    f"{_fmt(pipe, '.2f'):>11}",
-                    f"{_fmt(ratio, '.2f'):>11}",
-                    f"{_fmt(rate, ',.0f'):>11}",
-                    f"{_fmt(peak, ',.0f'):>11}",
-                ]
-            )
-        )
-    return rows, "\n".join([*lines, *notes])
+    lines.extend(_format_row(row) for row in rows)
+    verdict_lines = ["verdicts (issue 12 targets):", *verdicts(figures, report.users)]
+    return rows, "\n".join([*lines, *notes, *verdict_lines])

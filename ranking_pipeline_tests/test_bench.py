@@ -1,10 +1,11 @@
-"""A small-N run of `ranking-pipeline bench` for correctness only (no timing assertions)."""
+"""A small-N run of `ranking-pipeline bench` (nightly, cold, floor, 3 history dates) for correctness only:
+no timing assertions beyond "measured and positive"."""
 
 import pytest
 import sqlalchemy as sa
 
 from ranking_pipeline.bench import run_benchmark
-from ranking_pipeline.bench_report import HEADER
+from ranking_pipeline.bench_report import HEADER, TARGETS, verdicts
 from ranking_pipeline.cli import main
 from ranking_pipeline.lib import db
 
@@ -23,38 +24,81 @@ def _bench_databases(server_url: str) -> set[str]:
         engine.dispose()
 
 
+_CASE_STEPS = [
+    "score D (8 ranges)",
+    "rank + replace D",
+    "asset checks on rankings",
+    "batch work (all steps)",
+    "Dagster runs, start to end",
+    "process start to exit",
+]
+
+
 def test_bench_compares_identical_rankings_and_prints_every_step(postgres_server_url, monkeypatch):
     monkeypatch.setenv("RANKING_DATABASE_URL", postgres_server_url)
     before = _bench_databases(postgres_server_url)
     lines: list[str] = []
 
-    report = run_benchmark(2_000, runs=1, log=lines.append)
+    report = run_benchmark(1_000, runs=1, history_dates=3, log=lines.append)
 
-    for case in ("warm", "cold"):
+    for case in ("nightly", "cold", "history"):
         (result,) = report.cases[case]
         assert result.differences == 0  # the identical-rankings check ran and found no difference
-        assert result.ranked > 1_500
-        assert set(result.baseline) == {"aggregate", "score", "rank"}
+        assert result.ranked > 750
         assert {"daily_order_aggregates", "user_scores", "rankings"} <= set(result.pipeline.steps)
         assert len(result.pipeline.ranges) == 8  # every user-ID range scored and timed
         assert result.pipeline.peak_mb > 0 and result.pipeline.process_seconds > 0
+    for case in ("nightly", "cold"):
+        assert set(report.cases[case][0].baseline) == {"aggregate", "score", "rank"}
+    assert report.cases["history"][0].baseline == {}  # history times the pipeline only
+
+    (nightly,) = report.cases["nightly"]
+    assert nightly.floor is not None
+    assert nightly.floor.read.rows > 0 and nightly.floor.read.seconds > 0
+    assert nightly.floor.write.rows == nightly.ranked and nightly.floor.write.seconds > 0
+    assert "orders" in nightly.floor.read_plan
+    assert report.history is not None and len(report.history.days) == 3
+    assert report.cases["history"][0].history_dates_dropped == 1  # retention K + 30: the oldest date
+    for case in ("nightly", "history"):  # the nightly path: every range scored from D-1's scores
+        assert report.cases[case][0].pipeline.ranges_from_previous == 8, case
+    assert report.history.score_rows > 0 and report.history.ranking_rows == 3 * nightly.ranked
+    for figure in (
+        "floor_seconds",
+        "nightly_work_vs_floor",
+        "history_work_seconds",
+        "history_ratio",
+        "peak_mb",
+    ):
+        assert report.figures[figure] > 0, figure
+
     steps = [(case, step) for case, step, *_ in report.rows]
-    for case in ("warm", "cold"):
-        first = "aggregate day D" if case == "warm" else "aggregate 30 days"
-        assert [step for c, step in steps if c == case] == [
-            first,
-            "score D (8 ranges)",
-            "rank + replace D",
-            "asset checks on rankings",
-            "batch work (all steps)",
-            "Dagster runs, start to end",
-            "process start to exit",
-        ]
+    first_steps = {"nightly": "aggregate day D", "cold": "aggregate 30 days", "history": "aggregate day D"}
+    for case, first in first_steps.items():
+        assert [step for c, step in steps if c == case] == [first, *_CASE_STEPS]
+    assert [step for c, step in steps if c == "floor"] == [
+        "read D's orders once",
+        "write D's rankings once",
+        "floor (read + write)",
+    ]
     assert all(len(row) == len(HEADER) for row in report.rows)
     assert "rankings identical in every run" in report.text
     assert "ms per record" in report.text and "budget 100 ms" in report.text
+    assert "history: 3 older business dates (2026-10-25 .. 2026-10-27)" in report.text
+    for target in TARGETS:  # every target gets a verdict line (for reference at this size)
+        assert f"reference {target.description}" in report.text
     assert report.text in lines
     assert _bench_databases(postgres_server_url) == before, "the benchmark database was not dropped"
+
+
+def test_verdicts_apply_targets_at_their_size_only():
+    figures = {"nightly_work_ratio": 0.7, "peak_mb": 300.0}
+    at_100k = verdicts(figures, 100_000)
+    assert "  met       nightly batch work <= 0.8 x baseline at 100,000 users: 0.70" in at_100k
+    assert any(line.startswith("  reference nightly batch work <= 0.6") for line in at_100k)
+    at_1m = verdicts(figures, 1_000_000)
+    assert "  NOT MET   nightly batch work <= 0.6 x baseline at 1,000,000 users: 0.70" in at_1m
+    assert "  NOT MET   peak RSS of the batch process < 300 MB at 1,000,000 users: 300.00" in at_1m
+    assert any(line.startswith("  not run   cold batch work") for line in at_1m)
 
 
 def test_bench_command_rejects_zero_users(capsys):
@@ -62,3 +106,10 @@ def test_bench_command_rejects_zero_users(capsys):
         main(["bench", "--users", "0"])
     assert exit_.value.code == 2
     assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_bench_command_rejects_negative_history_dates(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--users", "10", "--history-dates", "-1"])
+    assert exit_.value.code == 2
+    assert "must be at least 0" in capsys.readouterr().err
