@@ -13,9 +13,10 @@ from ranking_pipeline.defs.jobs import batch_001_rankings_job
 from ranking_pipeline.defs.notification_resources import BatchSlackResource, DagsterUi
 from ranking_pipeline.defs.resources import RankingDatabase
 from ranking_pipeline.lib.business_date import dates_of_run_tags
+from ranking_pipeline.lib.checks import previous_ranking_count
 from ranking_pipeline.lib.db import explain_database_error
 from ranking_pipeline.lib.notify import messages as m
-from ranking_pipeline.lib.notify.rank_movers import previous_ranked, rank_movers
+from ranking_pipeline.lib.notify.rank_movers import rank_movers
 
 RANKINGS = dg.AssetKey("rankings")
 
@@ -59,7 +60,7 @@ def notify_on_batch_success(
         )
         try:  # the comparison needs the database; the notice goes out without it if it is unreachable
             with database.engine().connect() as connection:
-                previous = previous_ranked(connection, business_date)
+                previous = previous_ranking_count(connection, business_date)
                 climbers, fallers = (
                     rank_movers(connection, business_date, previous[0]) if previous else ([], [])
                 )

@@ -9,14 +9,6 @@ from sqlalchemy.engine import Connection
 
 from ranking_pipeline.lib.notify.messages import Mover
 
-_PREVIOUS = sa.text(
-    """
-    SELECT ranking_date, count(*) FROM rankings
-    WHERE ranking_date = (SELECT max(ranking_date) FROM rankings WHERE ranking_date < :business_date)
-    GROUP BY ranking_date
-    """
-)
-
 # Users ranked on both dates whose rank changed, by the size of the move (ties: better current rank first).
 _MOVERS = sa.text(
     """
@@ -28,11 +20,6 @@ _MOVERS = sa.text(
     LIMIT :limit
     """
 )
-
-
-def previous_ranked(connection: Connection, business_date: dt.date) -> tuple[dt.date, int] | None:
-    row = connection.execute(_PREVIOUS, {"business_date": business_date}).one_or_none()
-    return (row[0], row[1]) if row else None
 
 
 def rank_movers(
