@@ -143,6 +143,14 @@ def ensure_date_partition(connection: Connection, table: str | PartitionedTable,
     connection.execute(sa.text(f"ALTER TABLE {table.name} ATTACH PARTITION {name} FOR VALUES {_bounds(day)}"))
 
 
+def analyze_date(connection: Connection, table: str | PartitionedTable, day: dt.date) -> None:
+    """Gather the planner's statistics for the partition of ``day`` (if it has one): a partition written a
+    moment ago has none, and the planner would take it for nearly empty."""
+    name = _table(table).partition(day)
+    if _exists(connection, name):
+        connection.execute(sa.text(f"ANALYZE {name}"))
+
+
 def staging_table(table: str | PartitionedTable, day: dt.date) -> str:
     """The name of the table the next rows of ``day`` are built in before `replace_date_partition`."""
     return f"{_table(table).partition(day)}_next"

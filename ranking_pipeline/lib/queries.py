@@ -21,6 +21,7 @@ from ranking_pipeline.lib.errors import TransientError
 from ranking_pipeline.lib.partitions import (
     RANKINGS,
     USER_SCORES,
+    analyze_date,
     create_staging_table,
     drop_dates_before,
     partition_dates,
@@ -225,7 +226,7 @@ def replace_rankings(
     with batch_transaction(engine, what, work_mem=RANKINGS_WORK_MEM) as connection:
         # D's scores were just written to a new partition that has no statistics yet: without them the
         # planner expects a few rows and joins users by a million index lookups (2.5 s at 1,000,000 users)
-        connection.execute(sa.text(f"ANALYZE {USER_SCORES.partition(business_date)}"))
+        analyze_date(connection, USER_SCORES, business_date)
         connection.execute(_LOCK_RANKINGS)
         staging = create_staging_table(connection, RANKINGS, business_date)
         connection.execute(sa.text(_RANK_INTO.format(staging=staging)), {"business_date": business_date})
