@@ -262,12 +262,14 @@ def user_scores(context: dg.AssetExecutionContext, database: RankingDatabase, ba
     """Each user's score for business date D over the 30-day window W(D) = D-29 ... D (JST).
 
     Summed from `daily_order_aggregates`; every user with a completed order in the window gets a row, whatever
-    their status (ranking filters later). Partitioned by business date x user-ID range: the ranges cover every
-    possible ID and never overlap; each (D, range) is replaced on its own, up to 4 ranges at once, and reports
-    its own row count and seconds. Refuses to run (at once, no retries) while a day of W(D) has not been
-    aggregated. Runs of the batch job resume: ranges already completed for D from the same aggregates are
-    skipped (metadata `computed: false`); a materialization from the UI recomputes what it selected.
-    Holds the lock batch:lock:BATCH-001.
+    their status (ranking filters later). The nightly path: when D-1's scores of a range were computed from
+    today's aggregates of W(D-1), D's are D-1's plus day D minus day D-30 (metadata `computed_from` says which
+    way each range went); otherwise the 30 days are summed. Both give the same rows to the cent.
+    Partitioned by business date x user-ID range: the ranges cover every possible ID and never overlap; each
+    (D, range) is replaced on its own, up to 4 ranges at once, and reports its own row count and seconds.
+    Refuses to run (at once, no retries) while a day of W(D) has not been aggregated. Runs of the batch job
+    resume: ranges already completed for D from the same aggregates are skipped (metadata `computed: false`);
+    a materialization from the UI recomputes what it selected. Holds the lock batch:lock:BATCH-001.
     """
     with failures_classified():
         dates = run_business_dates(context)
