@@ -15,7 +15,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ranking_pipeline.lib.business_date import check_aggregation_days, jst_midnight, window_days
+from ranking_pipeline.lib.business_date import check_aggregation_days, days_between, jst_midnight, window_days
 from ranking_pipeline.lib.checks import IntegrityError, IntegrityReport, rankings_integrity
 from ranking_pipeline.lib.errors import TransientError
 from ranking_pipeline.lib.partitions import (
@@ -32,22 +32,25 @@ from ranking_pipeline.lib.state import RANKINGS_ASSET, USER_SCORES_ASSET, forget
 
 LOCK_TIMEOUT = "10s"
 LOCK_NOT_AVAILABLE = "55P03"
-# Memory for the rankings' sorts (RANK() and the primary key's index build) instead of the server's default
-# 4 MB: at 1,000,000 users they then run in memory instead of merging temporary files. Not for the
-# aggregation: its hash aggregate over 30 days outgrows any sensible setting, and a larger hash table that
-# spills anyway was measured slower (5.7 s against 4.9 s at 100,000 users).
-RANKINGS_WORK_MEM = "128MB"
+# Memory per sort or hash of the aggregation and the rankings' statements, instead of the server's default
+# 4 MB: at 1,000,000 users one day's hash aggregate (446,000 users, about 210 MB with PostgreSQL's
+# hash_mem_multiplier of 2) and the rankings' RANK() sort run in memory instead of spilling to temporary
+# files. One statement at a time per session, at most 4 sessions (design 7).
+BATCH_WORK_MEM = "128MB"
 
 
 class LockTimeoutError(TransientError):
     """A statement waited longer than the lock timeout for a lock another session holds."""
 
 
+def use_batch_work_mem(connection: Connection) -> None:
+    """BATCH_WORK_MEM for the rest of the connection's transaction."""
+    connection.execute(sa.text("SELECT set_config('work_mem', :memory, true)"), {"memory": BATCH_WORK_MEM})
+
+
 @contextmanager
-def batch_transaction(
-    engine: Engine, what: str = "the batch's write", work_mem: str | None = None
-) -> Iterator[Connection]:
-    """One transaction with the batch's lock timeout (and ``work_mem`` when given); rolled back on any error.
+def batch_transaction(engine: Engine, what: str = "the batch's write") -> Iterator[Connection]:
+    """One transaction with the batch's lock timeout; rolled back on any error.
 
     A lock wait over the timeout becomes a LockTimeoutError naming ``what`` (the RetryPolicy retries it).
     """
@@ -56,10 +59,6 @@ def batch_transaction(
             connection.execute(
                 sa.text("SELECT set_config('lock_timeout', :timeout, true)"), {"timeout": LOCK_TIMEOUT}
             )
-            if work_mem is not None:
-                connection.execute(
-                    sa.text("SELECT set_config('work_mem', :memory, true)"), {"memory": work_mem}
-                )
             yield connection
     except sa.exc.OperationalError as error:
         if getattr(error.orig, "pgcode", None) != LOCK_NOT_AVAILABLE:
@@ -81,18 +80,21 @@ _LOCK_AGGREGATE_DAYS = sa.text(
 _DELETE_AGGREGATE_DAYS = sa.text(
     "DELETE FROM daily_order_aggregates WHERE agg_date BETWEEN :first_day AND :last_day"
 )
-# The per-day row counts come from the inserted rows themselves (RETURNING), not from a second scan.
-_INSERT_AGGREGATE_DAYS = sa.text(
+# One statement per day: a day's users fit in memory (BATCH_WORK_MEM) both for the hash aggregate and for the
+# RETURNING rows that give the day's row count and maxima without a second scan; a span's single statement
+# spilled both to temporary files (at 1,000,000 users, 13 M rows for 30 days), which made the cold case
+# slower than plain SQL. The orders are read once either way, each day through the ordered_at index.
+_INSERT_AGGREGATE_DAY = sa.text(
     """
     WITH inserted AS (
         INSERT INTO daily_order_aggregates (agg_date, user_id, order_count, total_amount)
-        SELECT (o.ordered_at AT TIME ZONE 'Asia/Tokyo')::date, o.user_id, count(*), sum(o.amount)
+        SELECT :day, o.user_id, count(*), sum(o.amount)
         FROM orders AS o
         WHERE o.status = 'completed' AND o.ordered_at >= :start_at AND o.ordered_at < :end_at
-        GROUP BY 1, 2
-        RETURNING agg_date, order_count, total_amount
+        GROUP BY o.user_id
+        RETURNING order_count, total_amount
     )
-    SELECT agg_date, count(*), max(total_amount), max(order_count) FROM inserted GROUP BY agg_date
+    SELECT count(*), max(total_amount), max(order_count) FROM inserted
     """
 )
 
@@ -114,16 +116,12 @@ def replace_daily_aggregates(
     days = {"first_day": first_day, "last_day": last_day}
     connection.execute(_LOCK_AGGREGATE_DAYS, days)
     connection.execute(_DELETE_AGGREGATE_DAYS, days)
-    written = {
-        day: AggregatedDay(rows, max_total, max_count)
-        for day, rows, max_total, max_count in connection.execute(
-            _INSERT_AGGREGATE_DAYS,
-            {"start_at": jst_midnight(first_day), "end_at": jst_midnight(last_day + dt.timedelta(days=1))},
-        ).all()
-    }
-    span = (last_day - first_day).days + 1
-    empty = AggregatedDay(0, None, None)
-    return {day: written.get(day, empty) for day in (first_day + dt.timedelta(days=i) for i in range(span))}
+    use_batch_work_mem(connection)
+    written = {}
+    for day in days_between(first_day, last_day):
+        span = {"day": day, "start_at": jst_midnight(day), "end_at": jst_midnight(day + dt.timedelta(days=1))}
+        written[day] = AggregatedDay(*connection.execute(_INSERT_AGGREGATE_DAY, span).one())
+    return written
 
 
 # --- user_scores -------------------------------------------------------------------------------------
@@ -222,8 +220,8 @@ def replace_rankings(
     ``before_commit(connection, rows)`` runs inside the transaction after the swap (a fencing check, state
     bookkeeping); raising from it rolls everything back and leaves the previous rankings for D in place.
     """
-    what = f"replacing the rankings of {business_date}"
-    with batch_transaction(engine, what, work_mem=RANKINGS_WORK_MEM) as connection:
+    with batch_transaction(engine, f"replacing the rankings of {business_date}") as connection:
+        use_batch_work_mem(connection)
         # D's scores were just written to a new partition that has no statistics yet: without them the
         # planner expects a few rows and joins users by a million index lookups (2.5 s at 1,000,000 users)
         analyze_date(connection, USER_SCORES, business_date)
