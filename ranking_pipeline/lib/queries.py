@@ -32,20 +32,10 @@ from ranking_pipeline.lib.state import RANKINGS_ASSET, USER_SCORES_ASSET, forget
 
 LOCK_TIMEOUT = "10s"
 LOCK_NOT_AVAILABLE = "55P03"
-# Memory per sort or hash of the aggregation and the rankings' statements, instead of the server's default
-# 4 MB: at 1,000,000 users one day's hash aggregate (446,000 users, about 210 MB with PostgreSQL's
-# hash_mem_multiplier of 2) and the rankings' RANK() sort run in memory instead of spilling to temporary
-# files. One statement at a time per session, at most 4 sessions (design 7).
-BATCH_WORK_MEM = "128MB"
 
 
 class LockTimeoutError(TransientError):
     """A statement waited longer than the lock timeout for a lock another session holds."""
-
-
-def use_batch_work_mem(connection: Connection) -> None:
-    """BATCH_WORK_MEM for the rest of the connection's transaction."""
-    connection.execute(sa.text("SELECT set_config('work_mem', :memory, true)"), {"memory": BATCH_WORK_MEM})
 
 
 @contextmanager
@@ -80,10 +70,11 @@ _LOCK_AGGREGATE_DAYS = sa.text(
 _DELETE_AGGREGATE_DAYS = sa.text(
     "DELETE FROM daily_order_aggregates WHERE agg_date BETWEEN :first_day AND :last_day"
 )
-# One statement per day: a day's users fit in memory (BATCH_WORK_MEM) both for the hash aggregate and for the
-# RETURNING rows that give the day's row count and maxima without a second scan; a span's single statement
-# spilled both to temporary files (at 1,000,000 users, 13 M rows for 30 days), which made the cold case
-# slower than plain SQL. The orders are read once either way, each day through the ordered_at index.
+# One statement per day, its rows inserted in key order. Per day: the RETURNING rows that give the day's row
+# count and maxima without a second scan stay small (a span's single statement spilled 13 M of them to
+# temporary files at 1,000,000 users). In key order: the primary key (agg_date, user_id) grows at its right
+# edge instead of taking each row at a random place; at 1,000,000 users a day took 1.4 s instead of 2.2 s.
+# The orders are read once either way, each day through the ordered_at index.
 _INSERT_AGGREGATE_DAY = sa.text(
     """
     WITH inserted AS (
@@ -92,6 +83,7 @@ _INSERT_AGGREGATE_DAY = sa.text(
         FROM orders AS o
         WHERE o.status = 'completed' AND o.ordered_at >= :start_at AND o.ordered_at < :end_at
         GROUP BY o.user_id
+        ORDER BY o.user_id
         RETURNING order_count, total_amount
     )
     SELECT count(*), max(total_amount), max(order_count) FROM inserted
@@ -116,7 +108,6 @@ def replace_daily_aggregates(
     days = {"first_day": first_day, "last_day": last_day}
     connection.execute(_LOCK_AGGREGATE_DAYS, days)
     connection.execute(_DELETE_AGGREGATE_DAYS, days)
-    use_batch_work_mem(connection)
     written = {}
     for day in days_between(first_day, last_day):
         span = {"day": day, "start_at": jst_midnight(day), "end_at": jst_midnight(day + dt.timedelta(days=1))}
@@ -145,6 +136,7 @@ _INSERT_SCORES = sa.text(
     FROM daily_order_aggregates AS a
     WHERE a.agg_date = ANY(:window_days) AND a.user_id BETWEEN :first_id AND :last_id
     GROUP BY a.user_id
+    ORDER BY a.user_id
     """
 )
 # The nightly path: W(D) is W(D-1) plus day D minus day D-30, so D's sums are D-1's sums plus D's aggregates
@@ -166,6 +158,7 @@ _INSERT_SCORES_FROM_PREVIOUS = sa.text(
     ) AS parts
     GROUP BY user_id
     HAVING sum(order_count) > 0
+    ORDER BY user_id
     """
 )
 
@@ -221,7 +214,6 @@ def replace_rankings(
     bookkeeping); raising from it rolls everything back and leaves the previous rankings for D in place.
     """
     with batch_transaction(engine, f"replacing the rankings of {business_date}") as connection:
-        use_batch_work_mem(connection)
         # D's scores were just written to a new partition that has no statistics yet: without them the
         # planner expects a few rows and joins users by a million index lookups (2.5 s at 1,000,000 users)
         analyze_date(connection, USER_SCORES, business_date)
