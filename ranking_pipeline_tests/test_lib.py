@@ -130,6 +130,7 @@ def test_a_wrong_setting_is_one_line_naming_it_and_never_a_secret():
         "RANKING_SMTP_PORT": "http",
         "RANKING_DATABASE_URL": "mysql://u:hunter2@h/db",
         "RANKING_GATE_GIVE_UP_AT_JST": "25:00",
+        "RANKING_RETENTION_DAYS": "0",
         "SLACK_BOT_TOKEN": "xoxb-fine",
     }
     with pytest.raises(settings.SettingsError) as refused:
@@ -139,6 +140,7 @@ def test_a_wrong_setting_is_one_line_naming_it_and_never_a_secret():
     assert "RANKING_SMTP_PORT='http': expected a TCP port number" in message
     assert "RANKING_DATABASE_URL=(value hidden): the database URL names a 'mysql' database" in message
     assert "RANKING_GATE_GIVE_UP_AT_JST='25:00'" in message
+    assert "RANKING_RETENTION_DAYS='0': expected a whole number of at least 1" in message
     assert "hunter2" not in message and "\n" not in message
     assert settings.validate({"RANKING_SMTP_TLS": "ssl", "RANKING_SMTP_PORT": "465"}) == {
         "RANKING_SMTP_TLS": "ssl",
