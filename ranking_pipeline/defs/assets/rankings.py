@@ -243,14 +243,17 @@ def _checks(
             description=(
                 "The ranking of business date D, read by BATCH-002 (mail) and written also by BATCH-003.\n\n"
                 "Active, existing users with a positive score in `user_scores` for D, ranked by score with "
-                "RANK() (1, 2, 2, 4). One partition per business date: D's rows are replaced atomically "
+                "RANK() (1, 2, 2, 4). One partition per business date, in Dagster and in PostgreSQL: D's new "
+                "rows are built in a table of their own and swapped in for D's partition in one transaction "
                 "(readers see the old ranking until the new one commits; other dates are never touched). "
                 "The new rows are verified inside the transaction (ranks, one row per user, positive scores) "
                 "and the batch lock is checked before they replace the old ones; the checks then report on "
                 "the committed rows of D. Every writer of this table shares the `rankings_writers` pool "
                 "(limit 1). Refuses to run (at once, no retries) while a user-ID range of `user_scores` for "
                 "D "
-                "is missing or stale. Afterwards the rankings cache keys in Redis are deleted."
+                "is missing or stale. Afterwards the rankings cache keys in Redis are deleted and the dates "
+                "older than RANKING_RETENTION_DAYS (default 400) are dropped from user_scores and rankings, "
+                "whole partitions at a time."
             ),
             deps=[
                 "users",
