@@ -339,6 +339,11 @@ def journey(request, browser, ui_dev: DagsterDev) -> Iterator[Journey]:
     log_start = ui_dev.log_offset()
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
     context.set_default_timeout(UI_TIMEOUT_MS)
+    # Assertions wait as long as actions: the lineage's partition counts (about 20,000 date x range keys)
+    # can take longer than Playwright's default 5 s to load on a busy 2-core machine.
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=UI_TIMEOUT_MS)
     page = context.new_page()
     current = Journey(page=page, url=ui_dev.url, folder=folder)
     try:

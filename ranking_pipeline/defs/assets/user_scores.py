@@ -197,8 +197,6 @@ def _score_date(
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 user_range = futures[future]
-                if future.cancelled():
-                    continue
                 if future.exception() is not None:
                     error = error or future.exception()
                     continue
@@ -224,10 +222,7 @@ def _score_date(
                         "computed_from": dg.MetadataValue.text(how),
                     },
                 )
-            if error is not None:
-                for future in pending:
-                    future.cancel()  # not started yet: stays to compute on the retry
-        if error is not None:
+        if error is not None:  # every other range has finished (and stays done for the retry)
             raise error
 
 
