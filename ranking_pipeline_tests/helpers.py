@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 import sys
+import tempfile
 from decimal import Decimal
 
 import dagster as dg
@@ -151,3 +153,16 @@ def sensor_tick(
         code_location_origin=code_location_origin(),
     ) as context:
         return sensor.evaluate_tick(context)
+
+
+def cli(*args: str, env: dict[str, str], cwd: str | None = None) -> subprocess.CompletedProcess:
+    """`ranking-pipeline <args>`, from ``cwd`` (default: a new empty folder, so no dagster.yaml: a temporary
+    instance)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ranking_pipeline.cli", *args],
+        env=env,
+        cwd=cwd or tempfile.mkdtemp(prefix="rp-cli-"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

@@ -2,30 +2,15 @@
 
 import datetime as dt
 import os
-import subprocess
-import sys
-import tempfile
 from decimal import Decimal
 
 import psycopg2
 import sqlalchemy as sa
 
-from ranking_pipeline_tests.helpers import rankings_rows
+from ranking_pipeline_tests.helpers import cli, rankings_rows
 
 D = dt.date(2026, 11, 27)
 DATABASE_URL_ENV, EMBEDDED_PGDATA_ENV = "RANKING_DATABASE_URL", "RANKING_EMBEDDED_PGDATA"
-
-
-def cli(*args: str, env: dict[str, str], cwd=None) -> subprocess.CompletedProcess:
-    """The command, from ``cwd`` (default: a new empty folder, so no dagster.yaml: a temporary instance)."""
-    return subprocess.run(
-        [sys.executable, "-m", "ranking_pipeline.cli", *args],
-        env=env,
-        cwd=cwd or tempfile.mkdtemp(prefix="rp-cli-"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def env_with(**values: str | None) -> dict[str, str]:

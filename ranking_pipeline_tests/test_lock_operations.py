@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from ranking_pipeline.lib.lock import PostgresBatchLock, RedisBatchLock, lock_key
 from ranking_pipeline.lib.schema import ensure_output_tables
 from ranking_pipeline.lib.seed import seed
-from ranking_pipeline_tests.helpers import rankings_rows
+from ranking_pipeline_tests.helpers import cli, rankings_rows
 from ranking_pipeline_tests.test_against_sql import INDEPENDENT_RANKING
 from ranking_pipeline_tests.test_lock import HOLDER_PROCESS
 
@@ -37,17 +37,6 @@ def backend(request, database_url) -> dict[str, str]:
     return env
 
 
-def cli(env: dict[str, str], *args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ranking_pipeline.cli", *args],
-        env=env,
-        cwd=cwd or tempfile.mkdtemp(prefix="rp-cli-"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def _holder_of(env: dict[str, str], engine: sa.Engine):
     if "RANKING_REDIS_URL" in env:
         return RedisBatchLock(
@@ -59,7 +48,7 @@ def _holder_of(env: dict[str, str], engine: sa.Engine):
 def test_a_run_killed_while_holding_the_lock_does_not_block_the_next_one(backend, engine):
     seed(engine, 1000, end_date=D, random_seed=13)
     home = tempfile.mkdtemp(prefix="rp-cli-")  # one folder: both runs in one local instance
-    assert cli(backend, "run", "--date", D.isoformat(), cwd=home).returncode == 0
+    assert cli("run", "--date", D.isoformat(), env=backend, cwd=home).returncode == 0
     with engine.begin() as connection:  # the next scoring INSERT takes 8 s: long enough to be killed in
         connection.exec_driver_sql(
             """
@@ -86,7 +75,7 @@ def test_a_run_killed_while_holding_the_lock_does_not_block_the_next_one(backend
         connection.exec_driver_sql("DROP TRIGGER slow_scores ON user_scores")
 
     started = time.monotonic()
-    rerun = cli(backend, "run", "--date", D.isoformat(), "--force", cwd=home)
+    rerun = cli("run", "--date", D.isoformat(), "--force", env=backend, cwd=home)
 
     assert rerun.returncode == 0, rerun.stderr
     assert time.monotonic() - started < 120
@@ -98,7 +87,7 @@ def test_a_run_killed_while_holding_the_lock_does_not_block_the_next_one(backend
 
 def test_lock_status_and_release_say_and_do_what_the_runbook_promises(backend, engine):
     ensure_output_tables(engine)
-    assert cli(backend, "lock", "status").stdout.splitlines()[0].endswith(": free")
+    assert cli("lock", "status", env=backend).stdout.splitlines()[0].endswith(": free")
     target = backend.get("RANKING_REDIS_URL") or backend["RANKING_DATABASE_URL"]
     kind = "redis" if "RANKING_REDIS_URL" in backend else "postgresql"
     holder = subprocess.Popen(  # a live holder: its heartbeat keeps the lock
@@ -108,10 +97,10 @@ def test_lock_status_and_release_say_and_do_what_the_runbook_promises(backend, e
     )
     try:
         assert holder.stdout.readline().strip() == "holding"
-        status = cli(backend, "lock", "status")
-        refused = cli(backend, "lock", "release")
-        forced = cli(backend, "lock", "release", "--force")
-        after = cli(backend, "lock", "status")
+        status = cli("lock", "status", env=backend)
+        refused = cli("lock", "release", env=backend)
+        forced = cli("lock", "release", "--force", env=backend)
+        after = cli("lock", "status", env=backend)
     finally:
         holder.kill()
         holder.wait()
