@@ -1,8 +1,10 @@
 """Run the batch for one business date through Dagster, on a real instance: what `ranking-pipeline run` does.
 
 The days of W(D) not yet aggregated are aggregated first (one BATCH-000 run per contiguous span of missing
-days); then the batch for D: a scoring run (every user-ID range of D) and a ranking run (the rankings of D),
-the same two runs the nightly gate starts, with the same tags.
+days); then the batch for D: a scoring run (every user-ID range of D) and, when it succeeded, a ranking run
+(the rankings of D), the same two runs the nightly schedule and start_rankings_on_scores_success make, with
+the same tags. Both run here, in this process; the scoring run says so (ranking/ranked_in_process), so a
+daemon's sensor does not start a second ranking run for it.
 """
 
 from __future__ import annotations
@@ -13,21 +15,25 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from ranking_pipeline.constants import BATCH_000_JOB, BATCH_001_RANKINGS_JOB, BATCH_001_SCORES_JOB
+from ranking_pipeline.constants import (
+    BATCH_000_JOB,
+    BATCH_001_RANKINGS_JOB,
+    BATCH_001_SCORES_JOB,
+    FORCE_RECOMPUTE_TAG,
+    LAUNCHED_BY_TAG,
+    RANKED_IN_PROCESS_TAG,
+)
+from ranking_pipeline.defs.batch_requests import ranking_tags, remaining_batch_seconds, scoring_tags
 from ranking_pipeline.lib.business_date import (
     PARTITION_TAG,
     aggregation_partition_tags,
-    batch_tags,
     check_business_date,
     contiguous_spans,
     missing_aggregate_days,
-    new_batch_id,
-    scores_partition_tags,
     window_days,
 )
 from ranking_pipeline.lib.contract import order_defects, raise_if_defects, user_defects
 from ranking_pipeline.lib.queries import RankedUser, count_rows, read_rankings
-from ranking_pipeline.lib.ranges import USER_ID_RANGES
 from ranking_pipeline.lib.schema import rankings, user_scores
 from ranking_pipeline.local_runs import execute_job
 
@@ -70,16 +76,24 @@ def run_batch_runs(
     force: bool = False,
     launched_by: str | None = None,
 ) -> list[str]:
-    """The two runs of a batch for D, one after the other (the ranking run runs even after a failed scoring
-    run, and fails at once naming it, as in the nightly batch). Raises BatchRunFailed with the first one."""
-    tags = batch_tags(business_date, new_batch_id(business_date), launched_by=launched_by, force=force)
-    scores_tags = {**tags, **scores_partition_tags(business_date, [r.key for r in USER_ID_RANGES])}
-    scoring = execute_job(defs, BATCH_001_SCORES_JOB, instance, scores_tags, quiet=quiet)
-    ranking_tags = {**tags, PARTITION_TAG: business_date.isoformat()}
-    ranking = execute_job(defs, BATCH_001_RANKINGS_JOB, instance, ranking_tags, quiet=quiet)
-    if scoring.failure or ranking.failure:
-        first = scoring if scoring.failure else ranking
-        raise BatchRunFailed(first.failure, input_error=first.input_error)
+    """The two runs of a batch for D: the scoring run, then, if it succeeded, the ranking run (which takes
+    over the lock the scoring run handed over). Raises BatchRunFailed naming the run that failed."""
+    tags = {**scoring_tags(business_date), RANKED_IN_PROCESS_TAG: "true"}
+    if launched_by:
+        tags[LAUNCHED_BY_TAG] = launched_by
+    if force:
+        tags[FORCE_RECOMPUTE_TAG] = "true"
+    scoring = execute_job(defs, BATCH_001_SCORES_JOB, instance, tags, quiet=quiet)
+    if scoring.failure:
+        raise BatchRunFailed(scoring.failure, input_error=scoring.input_error)
+    scored = instance.get_run_record_by_id(scoring.run_id)
+    follow = {
+        **ranking_tags(scored.dagster_run, [business_date], remaining_batch_seconds(scored)),
+        PARTITION_TAG: business_date.isoformat(),
+    }
+    ranking = execute_job(defs, BATCH_001_RANKINGS_JOB, instance, follow, quiet=quiet)
+    if ranking.failure:
+        raise BatchRunFailed(ranking.failure, input_error=ranking.input_error)
     return [scoring.run_id, ranking.run_id]
 
 

@@ -4,12 +4,20 @@
 # computes; a run carrying this tag must agree with them (a disagreeing or invalid tag fails the run at once).
 BUSINESS_DATE_TAG = "ranking/business_date"
 
-# Run tag shared by the two runs of one BATCH-001 batch (the scoring run and the ranking run).
-BATCH_ID_TAG = "ranking/batch_id"
+# Run tag of a ranking run started because scores succeeded: the id of the run (or backfill) that scored
+# the date. A batch is that scoring and this ranking: the ranking run takes over the batch lock the scoring
+# run handed over, and the 30 minutes are counted from the scoring run's start.
+SCORED_BY_TAG = "ranking/scored_by"
+
+# Run tag of a scoring run whose ranking runs in the same process right after it (`ranking-pipeline run`):
+# the sensor that starts a ranking run after scores succeeded leaves such a run alone.
+RANKED_IN_PROCESS_TAG = "ranking/ranked_in_process"
+
+# Dagster's own tag naming the backfill a run belongs to.
+BACKFILL_TAG = "dagster/backfill"
 
 # Run tag that every job writing the rankings table carries (BATCH-001 and BATCH-003), whatever its value;
-# dagster.yaml limits runs carrying it to 1 at a time, so one waits QUEUED while the other runs. It also
-# queues the ranking run of a batch behind its scoring run.
+# dagster.yaml limits runs carrying it to 1 at a time, so one waits QUEUED while the other runs.
 RANKINGS_WRITER_TAG = "ranking/rankings_writer"
 
 # Concurrency pool of every op/asset that writes the rankings table, limit 1. Unlike the run tag it also
@@ -55,6 +63,6 @@ BATCH_001_PROCESS_ID = "BATCH-001"
 FAILURE_ALERTED_TAG = "ranking/failure_alerted"
 LONG_RUN_WARNED_TAG = "ranking/long_run_warned"
 
-# Run tag on runs that automation (the gate sensor, the BATCH-000 schedule) started: at most one batch per
-# business date.
+# Run tag on runs that automation (the BATCH-001 schedule, its catch-up sensor, the BATCH-000 schedule)
+# started: at most one automated batch per business date.
 LAUNCHED_BY_TAG = "ranking/launched_by"

@@ -16,12 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.job_base import InMemoryJob
-from dagster._core.definitions.reconstruct import ReconstructableRepository
-from dagster._core.execution.api import execute_run
-from dagster._core.instance.ref import InstanceRef
-from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+from ranking_pipeline.dagster_internals import (
+    InMemoryJob,
+    InProcessCodeLocationOrigin,
+    InstanceRef,
+    LoadableTargetOrigin,
+    ReconstructableRepository,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+    execute_run,
+)
 
 LOCATION_NAME = "ranking_pipeline"
 REPOSITORY_NAME = "__repository__"

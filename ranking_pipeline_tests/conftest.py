@@ -112,6 +112,12 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield test_instance
 
 
+@pytest.fixture
+def no_retry_delay(monkeypatch):
+    """The declared 60 s retry delay (asserted in test_definitions) is not run config: make it 0 here."""
+    monkeypatch.setattr(dg.RetryPolicy, "calculate_delay", lambda self, attempt_num: 0)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     import redis

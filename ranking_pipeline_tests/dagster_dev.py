@@ -139,6 +139,23 @@ class DagsterDev:
             time.sleep(1)
         raise TimeoutError(f"run {run_id} still {run['status']} after {timeout} s\n{self.log_tail()}")
 
+    def wait_for_ranking_after(self, scoring_run_id: str, timeout: float = 180) -> dict:
+        """The ranking run that the daemon's sensor started after the scoring run succeeded, once finished."""
+        scoring = self.wait_for_run(scoring_run_id)
+        assert scoring["status"] == "SUCCESS", f"scoring run {scoring['status']}\n{self.log_tail()}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            following = [
+                run
+                for run in self.runs()
+                if {"key": "ranking/scored_by", "value": scoring_run_id} in run["tags"]
+            ]
+            if following:
+                [ranking] = following
+                return self.wait_for_run(ranking["runId"])
+            time.sleep(1)
+        raise TimeoutError(f"no ranking run followed {scoring_run_id} in {timeout} s\n{self.log_tail()}")
+
     def runs(self, limit: int = 50) -> list[dict]:
         query = """
         query Runs($limit: Int) {

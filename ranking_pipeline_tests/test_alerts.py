@@ -16,14 +16,16 @@ from ranking_pipeline.batch_runner import BatchRunFailed, run_batch_runs
 from ranking_pipeline.constants import (
     BATCH_001_RANKINGS_JOB,
     BATCH_001_SCORES_JOB,
+    BUSINESS_DATE_TAG,
     FAILURE_ALERTED_TAG,
     LONG_RUN_WARNED_TAG,
+    SCORED_BY_TAG,
 )
 from ranking_pipeline.defs.alerts.failure import alert_on_run_failure
 from ranking_pipeline.defs.alerts.long_run import warn_on_long_batch_run
 from ranking_pipeline.defs.alerts.success import notify_on_batch_success
 from ranking_pipeline.defs.notification_resources import BatchSlackResource, DagsterUi
-from ranking_pipeline.lib.business_date import batch_tags, scores_partition_tags
+from ranking_pipeline.lib.business_date import scores_partition_tags
 from ranking_pipeline.lib.ranges import USER_ID_RANGES
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.fakes import (
@@ -53,12 +55,6 @@ def smtp():
         yield server
 
 
-@pytest.fixture
-def no_retry_delay(monkeypatch):
-    """The declared 60 s retry delay (asserted in test_definitions) is not run config: make it 0 here."""
-    monkeypatch.setattr(dg.RetryPolicy, "calculate_delay", lambda self, attempt_num: 0)
-
-
 def test_a_failed_batch_posts_one_critical_message_and_sends_mail(
     engine, instance, definitions, slack, smtp, no_retry_delay
 ):
@@ -71,16 +67,15 @@ def test_a_failed_batch_posts_one_critical_message_and_sends_mail(
     cursor = sensor_tick(alert_on_run_failure, instance, definitions, None, **channels).cursor
 
     with pytest.raises(BatchRunFailed):
-        run_batch_runs(definitions, instance, D)  # the scoring run fails; the ranking run then fails at once
+        run_batch_runs(definitions, instance, D)  # the scoring run fails: no ranking run follows
     for _ in range(3):  # a replayed cursor does not alert twice either
         sensor_tick(alert_on_run_failure, instance, definitions, cursor, **channels)
 
     [scoring] = batch_runs(instance, BATCH_001_SCORES_JOB)
-    [ranking] = batch_runs(instance, BATCH_001_RANKINGS_JOB)
-    assert ranking.status == dg.DagsterRunStatus.FAILURE
-    for run in (scoring, ranking):  # deterministic: failed at once, so the alert is not 3 minutes late
-        assert not instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
-    [request] = slack.posts_to("/api/chat.postMessage")  # one alert for the batch, not one per run
+    assert batch_runs(instance, BATCH_001_RANKINGS_JOB) == []  # a failed scoring starts no ranking
+    # deterministic: failed at once, so the alert is not 3 minutes late
+    assert not instance.all_logs(scoring.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
+    [request] = slack.posts_to("/api/chat.postMessage")  # one alert for the batch
     assert request.headers["authorization"] == f"Bearer {SLACK_TOKEN}"
     [message] = slack_messages(slack)
     assert message["channel"] == "#batch-logs"
@@ -94,9 +89,6 @@ def test_a_failed_batch_posts_one_critical_message_and_sends_mail(
     assert f"<{UI}/runs/{scoring.run_id}|" in text
     assert "TIMED OUT" not in text
     assert instance.get_run_by_id(scoring.run_id).tags[FAILURE_ALERTED_TAG] == "true"
-    assert (
-        instance.get_run_by_id(ranking.run_id).tags[FAILURE_ALERTED_TAG] == "true"
-    )  # covered by the batch's
 
     [mail] = smtp.received
     assert mail.recipients == ["oncall@example.test", "data@example.test"]
@@ -154,17 +146,23 @@ def _start_run(
 
 def test_a_batch_over_15_minutes_warns_once_counting_from_its_scoring_run(instance, definitions, slack):
     start = dt.datetime(2026, 1, 11, 3, 0, tzinfo=dt.UTC)
-    tags = batch_tags(D, "batch-under-test")
+    tags = {BUSINESS_DATE_TAG: D.isoformat()}
     scores = scores_partition_tags(D, [r.key for r in USER_ID_RANGES])
     with freeze_time(start):
         scoring = _start_run(instance, definitions, BATCH_001_SCORES_JOB, {**tags, **scores})
     with freeze_time(start + dt.timedelta(minutes=9)):
-        instance.report_run_failed(scoring)  # whatever happened, the batch goes on with its ranking run
+        instance.report_dagster_event(  # the scores succeeded: the batch goes on with its ranking run
+            DagsterEvent(event_type_value=DagsterEventType.RUN_SUCCESS.value, job_name=BATCH_001_SCORES_JOB),
+            scoring.run_id,
+        )
         ranking = _start_run(
-            instance, definitions, BATCH_001_RANKINGS_JOB, {**tags, "dagster/partition": str(D)}
+            instance,
+            definitions,
+            BATCH_001_RANKINGS_JOB,
+            {**tags, SCORED_BY_TAG: scoring.run_id, "dagster/partition": str(D)},
         )
     with freeze_time(start + dt.timedelta(minutes=10)):
-        other = _start_run(instance, definitions, BATCH_001_SCORES_JOB, batch_tags(D, "a-later-batch"))
+        other = _start_run(instance, definitions, BATCH_001_SCORES_JOB, {**tags, **scores})
     channels = {"slack": slack_resource(slack), "dagster_ui": UI_RESOURCE}
     for minutes in (14, 16, 17, 20):
         with freeze_time(start + dt.timedelta(minutes=minutes)):

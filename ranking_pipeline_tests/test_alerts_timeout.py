@@ -25,11 +25,12 @@ from ranking_pipeline.constants import (
     BATCH_001_RANKINGS_JOB,
     BATCH_001_SCORES_JOB,
     BATCH_MAX_RUNTIME_SECONDS,
+    BUSINESS_DATE_TAG,
     FAILURE_ALERTED_TAG,
     MAX_RUNTIME_TAG,
 )
 from ranking_pipeline.defs.alerts.failure import alert_on_run_failure
-from ranking_pipeline.lib.business_date import batch_tags
+from ranking_pipeline.defs.batch_requests import ranking_tags, remaining_batch_seconds
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.conftest import PROJECT_ROOT
 from ranking_pipeline_tests.fakes import (
@@ -64,19 +65,6 @@ def _wait_for_step(instance: dg.DagsterInstance, run_id: str, step_key: str, tim
         assert not run.is_finished, f"run ended {run.status} before {step_key} started"
         time.sleep(0.2)
     raise AssertionError(f"{step_key} did not start within {timeout} s")
-
-
-def _wait_for_limit(instance: dg.DagsterInstance, run_id: str, timeout: float = 30) -> int:
-    """The run's max runtime once its step has cut it to what the batch has left."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        limit = int(instance.get_run_by_id(run_id).tags[MAX_RUNTIME_TAG])
-        if limit < BATCH_MAX_RUNTIME_SECONDS:
-            return limit
-        time.sleep(0.2)
-    raise AssertionError(
-        f"the run kept its own {BATCH_MAX_RUNTIME_SECONDS} s instead of the batch's time left"
-    )
 
 
 def _wait_for_step_failure(
@@ -126,8 +114,9 @@ def test_a_hung_batch_is_stopped_at_its_30_minutes_by_run_monitoring_and_pages_o
     monkeypatch.setenv(
         "RANKING_DATABASE_URL", database_url
     )  # the code server reads its settings from the environment
-    tags = batch_tags(D, "batch-under-test")
-    _started_scoring_run(instance, definitions, tags)
+    scoring = _started_scoring_run(instance, definitions, {BUSINESS_DATE_TAG: D.isoformat()})
+    # the ranking run that follows it, with what the scoring run left of the batch's 30 minutes
+    tags = ranking_tags(scoring, [D], remaining_batch_seconds(instance.get_run_record_by_id(scoring.run_id)))
 
     target = ModuleTarget(
         module_name="ranking_pipeline.definitions",
@@ -156,7 +145,7 @@ def test_a_hung_batch_is_stopped_at_its_30_minutes_by_run_monitoring_and_pages_o
             )
             instance.launch_run(run.run_id, workspace)
             _wait_for_step(instance, run.run_id, "rankings")
-            limit = _wait_for_limit(instance, run.run_id)
+            limit = int(instance.get_run_by_id(run.run_id).tags[MAX_RUNTIME_TAG])
             assert limit <= MAX_RUNTIME_SECONDS  # the batch's time left, not a fresh 30 minutes
             time.sleep(limit + 1)
             assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED  # still hung

@@ -1,6 +1,6 @@
-"""The nightly chain: BATCH-000 at 02:00, BATCH-001 from 03:00 behind the upstream gate (late landing
-included, with a give-up time), one batch per date, and BATCH-002 started once the rankings of D are
-committed."""
+"""The nightly chain: BATCH-000 at 02:00, the BATCH-001 schedule at 03:00 behind the upstream gate, its
+catch-up sensor for a late landing (until a give-up time), one batch per date, the ranking run that follows a
+successful scoring, and BATCH-002 started once the rankings of D are committed."""
 
 import datetime as dt
 
@@ -12,13 +12,14 @@ from ranking_pipeline.batch_runner import aggregate_days
 from ranking_pipeline.constants import (
     BATCH_001_RANKINGS_JOB,
     BATCH_001_SCORES_JOB,
-    BATCH_ID_TAG,
     BUSINESS_DATE_TAG,
     LAUNCHED_BY_TAG,
+    SCORED_BY_TAG,
 )
-from ranking_pipeline.defs import sensors
-from ranking_pipeline.defs.resources import BatchGate, RankingDatabase
-from ranking_pipeline.defs.schedules import batch_000_schedule
+from ranking_pipeline.defs.batch_requests import rankings_after
+from ranking_pipeline.defs.resources import BatchGate, Clock, RankingDatabase
+from ranking_pipeline.defs.schedules import batch_000_schedule, batch_001_schedule
+from ranking_pipeline.defs.sensors import start_batch_001_on_aggregates_landed
 from ranking_pipeline.downstream import UPSTREAM_RUN_TAG, start_on_rankings_committed
 from ranking_pipeline.lib.business_date import JST
 from ranking_pipeline.lib.schema import ensure_output_tables
@@ -43,30 +44,43 @@ def upstream_without_d(engine, instance, definitions):
     return engine
 
 
-def evaluate_gate(
-    instance, definitions, monkeypatch, when: dt.datetime, cursor: str | None = None, **resources
-):
-    monkeypatch.setattr(sensors, "now_jst", lambda: when)  # the clock is the outside world here
-    with dg.build_sensor_context(
+def evaluate_schedule(instance, definitions, when: dt.datetime, **resources):
+    """The BATCH-001 schedule's tick at ``when`` (its scheduled execution time)."""
+    with dg.build_schedule_context(
         instance=instance,
-        cursor=cursor,
+        scheduled_execution_time=when,
         resources={"database": definitions.resources["database"], "batch_gate": BatchGate(), **resources},
         repository_def=definitions.get_repository_def(),
     ) as context:
-        return sensors.start_batch_001_on_aggregates_landed(context), context.cursor
+        return batch_001_schedule(context)
 
 
-def launch(instance, definitions, requests: list[dg.RunRequest]) -> list[str]:
-    """What the daemon does with the gate's requests: create both runs, in order, and run them."""
-    run_ids = []
-    for request in requests:
-        tags = dict(request.tags)
-        if request.partition_key:
-            tags["dagster/partition"] = request.partition_key
-        outcome = execute_job(definitions, request.job_name, instance, tags)
-        assert outcome.failure is None, outcome.failure
-        run_ids.append(outcome.run_id)
-    return run_ids
+def evaluate_catch_up(instance, definitions, when: dt.datetime, **resources):
+    """The catch-up sensor's tick at ``when`` (the clock is passed in)."""
+    with dg.build_sensor_context(
+        instance=instance,
+        resources={
+            "database": definitions.resources["database"],
+            "batch_gate": BatchGate(),
+            "clock": Clock(fixed_at=when.isoformat()),
+            **resources,
+        },
+        repository_def=definitions.get_repository_def(),
+    ) as context:
+        return start_batch_001_on_aggregates_landed(context)
+
+
+def launch(instance, definitions, request: dg.RunRequest) -> str:
+    """What the daemon and the sensor that follows do with a scoring request: the scoring run, then the
+    ranking run start_rankings_on_scores_success requests for it."""
+    outcome = execute_job(definitions, request.job_name, instance, dict(request.tags))
+    assert outcome.failure is None, outcome.failure
+    [follow] = rankings_after(instance, instance.get_run_by_id(outcome.run_id))
+    ranked = execute_job(
+        definitions, follow.job_name, instance, {**follow.tags, "dagster/partition": follow.partition_key}
+    )
+    assert ranked.failure is None, ranked.failure
+    return outcome.run_id
 
 
 def test_batch_000_runs_at_02_00_jst_for_the_day_just_ended(instance, definitions):
@@ -84,64 +98,59 @@ def test_batch_000_runs_at_02_00_jst_for_the_day_just_ended(instance, definition
     )
 
 
-def test_before_03_00_the_gate_waits_for_the_scheduled_start(
-    upstream_without_d, instance, definitions, monkeypatch
+def test_batch_001_runs_at_03_00_jst_for_yesterday_when_the_window_is_aggregated(
+    upstream_without_d, instance, definitions
 ):
     aggregate_days(definitions, instance, D, D)
-    result, _ = evaluate_gate(instance, definitions, monkeypatch, at(2, 59))
-    assert isinstance(result, dg.SkipReason)
-    assert "before 03:00 JST" in result.skip_message
+
+    request = evaluate_schedule(instance, definitions, at(3))
+
+    assert request.job_name == BATCH_001_SCORES_JOB
+    assert request.run_key == f"{BATCH_001_SCORES_JOB}:{D}"
+    assert request.tags["dagster/asset_partition_range_start"] == f"{D}|users_min_to_0124999"
+    assert request.tags["dagster/asset_partition_range_end"] == f"{D}|users_0875000_to_max"
+    assert request.tags[BUSINESS_DATE_TAG] == D.isoformat()
+    assert request.tags[LAUNCHED_BY_TAG] == "batch_001_schedule"
 
 
-def test_at_03_00_the_gate_skips_with_the_reason_when_batch_000_has_not_finished(
-    upstream_without_d, instance, definitions, monkeypatch
+def test_at_03_00_the_schedule_skips_naming_the_days_batch_000_has_not_aggregated(
+    upstream_without_d, instance, definitions
 ):
-    result, _ = evaluate_gate(instance, definitions, monkeypatch, at(3))
+    result = evaluate_schedule(instance, definitions, at(3))
 
     assert isinstance(result, dg.SkipReason)
-    assert "BATCH-000 has not finished: daily_order_aggregates lacks 2026-11-27 of W(2026-11-27)" in (
-        result.skip_message
-    )
+    assert "daily_order_aggregates lacks 2026-11-27 of W(2026-11-27)" in result.skip_message
     assert "starts as soon as it lands, until 09:00 JST" in result.skip_message
 
 
-def test_at_03_00_with_the_window_complete_the_gate_starts_the_batch_for_yesterday(
-    upstream_without_d, instance, definitions, monkeypatch
-):
+def test_the_catch_up_leaves_03_00_to_the_schedule(upstream_without_d, instance, definitions):
     aggregate_days(definitions, instance, D, D)
 
-    requests, _ = evaluate_gate(instance, definitions, monkeypatch, at(3))
+    result = evaluate_catch_up(instance, definitions, at(3, 1))
 
-    scoring, ranking = requests
-    assert (scoring.job_name, ranking.job_name) == (BATCH_001_SCORES_JOB, BATCH_001_RANKINGS_JOB)
-    assert (scoring.run_key, ranking.run_key) == (
-        f"{BATCH_001_SCORES_JOB}:{D}",
-        f"{BATCH_001_RANKINGS_JOB}:{D}",
-    )
-    assert scoring.tags["dagster/asset_partition_range_start"] == f"{D}|users_min_to_0124999"
-    assert scoring.tags["dagster/asset_partition_range_end"] == f"{D}|users_0875000_to_max"
-    assert ranking.partition_key == D.isoformat()
-    for request in requests:
-        assert request.tags[BUSINESS_DATE_TAG] == D.isoformat()
-        assert request.tags[LAUNCHED_BY_TAG] == "start_batch_001_on_aggregates_landed"
-    assert scoring.tags[BATCH_ID_TAG] == ranking.tags[BATCH_ID_TAG]
+    assert isinstance(result, dg.SkipReason)
+    assert "before 03:05 JST" in result.skip_message
 
 
-def test_when_the_aggregates_land_late_the_gate_starts_the_batch_exactly_once(
-    upstream_without_d, engine, instance, definitions, monkeypatch
+def test_when_the_aggregates_land_late_the_batch_starts_exactly_once(
+    upstream_without_d, engine, instance, definitions
 ):
-    waiting, _ = evaluate_gate(instance, definitions, monkeypatch, at(3, 30))
+    assert isinstance(evaluate_schedule(instance, definitions, at(3)), dg.SkipReason)
+    waiting = evaluate_catch_up(instance, definitions, at(3, 30))
     assert isinstance(waiting, dg.SkipReason)
     assert "lacks 2026-11-27" in waiting.skip_message
 
     aggregate_days(definitions, instance, D, D)  # BATCH-000 finishes at 04:00
-    requests, _ = evaluate_gate(instance, definitions, monkeypatch, at(4, 1))
-    assert [r.job_name for r in requests] == [BATCH_001_SCORES_JOB, BATCH_001_RANKINGS_JOB]
-    launch(instance, definitions, requests)
+    request = evaluate_catch_up(instance, definitions, at(4, 1))
+    assert request.job_name == BATCH_001_SCORES_JOB
+    assert request.tags[LAUNCHED_BY_TAG] == "start_batch_001_on_aggregates_landed"
+    scoring_id = launch(instance, definitions, request)
 
-    again, _ = evaluate_gate(instance, definitions, monkeypatch, at(4, 2))
+    again = evaluate_catch_up(instance, definitions, at(4, 2))
     assert isinstance(again, dg.SkipReason)
     assert "already ranked from the same aggregates" in again.skip_message
+    [ranking] = instance.get_runs(dg.RunsFilter(job_name=BATCH_001_RANKINGS_JOB))
+    assert ranking.tags[SCORED_BY_TAG] == scoring_id
     with engine.connect() as connection:
         ranked = connection.execute(
             sa.text("SELECT count(*) FROM rankings WHERE ranking_date = :d"), {"d": D}
@@ -149,30 +158,36 @@ def test_when_the_aggregates_land_late_the_gate_starts_the_batch_exactly_once(
         assert ranked.scalar_one() > 0
 
 
+def test_a_started_batch_is_not_started_again_by_the_catch_up(upstream_without_d, instance, definitions):
+    aggregate_days(definitions, instance, D, D)
+    request = evaluate_schedule(instance, definitions, at(3))
+    execute_job(definitions, request.job_name, instance, dict(request.tags))  # the 03:00 batch runs
+
+    result = evaluate_catch_up(instance, definitions, at(3, 10))
+
+    assert isinstance(result, dg.SkipReason)
+    assert "already" in result.skip_message
+
+
 def test_a_date_already_ranked_by_hand_from_the_same_aggregates_is_not_started_again(
-    upstream_without_d, engine, instance, definitions, monkeypatch
+    upstream_without_d, engine, instance, definitions
 ):
     run_date(definitions, instance, D)  # a person ran D by hand (it aggregated D itself)
 
-    result, _ = evaluate_gate(instance, definitions, monkeypatch, at(3))
+    result = evaluate_schedule(instance, definitions, at(3))
 
     assert isinstance(result, dg.SkipReason)
     assert "already ranked from the same aggregates" in result.skip_message
     aggregate_days(definitions, instance, D, D)  # late orders: BATCH-000 re-aggregated D
-    rerun, _ = evaluate_gate(instance, definitions, monkeypatch, at(3, 10))
-    assert [r.job_name for r in rerun] == [BATCH_001_SCORES_JOB, BATCH_001_RANKINGS_JOB]
+    rerun = evaluate_catch_up(instance, definitions, at(3, 10))
+    assert rerun.job_name == BATCH_001_SCORES_JOB
 
 
-def test_after_the_give_up_time_the_gate_reports_once_that_it_gave_up(
-    upstream_without_d, instance, definitions, monkeypatch
-):
-    result, cursor = evaluate_gate(
-        instance, definitions, monkeypatch, at(8, 31), batch_gate=BatchGate(give_up_at_jst="08:30")
-    )
+def test_after_the_give_up_time_the_catch_up_stops_waiting(upstream_without_d, instance, definitions):
+    result = evaluate_catch_up(instance, definitions, at(8, 31), batch_gate=BatchGate(give_up_at_jst="08:30"))
 
     assert isinstance(result, dg.SkipReason)
     assert result.skip_message.startswith("gave up on BATCH-001 for 2026-11-27 at 08:30 JST")
-    assert cursor == "2026-11-27"  # reported once: the next evaluation sees the cursor
     assert not instance.get_runs(dg.RunsFilter(job_name=BATCH_001_SCORES_JOB))
 
 

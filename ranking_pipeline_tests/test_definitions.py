@@ -18,7 +18,7 @@ from ranking_pipeline.constants import (
     USERS_CONTRACT_CHECK,
 )
 from ranking_pipeline.definitions import defs
-from ranking_pipeline.defs.sensors import batch_run_requests
+from ranking_pipeline.defs.batch_requests import scoring_tags
 from ranking_pipeline.lib.ranges import USER_ID_RANGES
 from ranking_pipeline_tests.conftest import PROJECT_ROOT
 
@@ -123,19 +123,27 @@ def test_dagster_knows_what_each_partition_stands_on():
     assert isinstance(scores_mapping[AGGREGATES], dg.MultiToSingleDimensionPartitionMapping)
 
 
-def test_a_batch_for_d_targets_every_range_of_d_then_the_rankings_of_d():
+def test_the_scoring_run_of_d_targets_every_range_of_d():
     definitions = defs()
-    scoring, ranking = batch_run_requests(D, launched_by="test")
+    tags = scoring_tags(D)
     scores_def = definitions.get_assets_def("user_scores").partitions_def
 
-    assert (scoring.job_name, ranking.job_name) == (BATCH_001_SCORES_JOB, BATCH_001_RANKINGS_JOB)
     key_range = dg.PartitionKeyRange(
-        scoring.tags["dagster/asset_partition_range_start"], scoring.tags["dagster/asset_partition_range_end"]
+        tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]
     )
     assert scores_def.get_partition_keys_in_range(key_range) == [f"{D}|{r.key}" for r in USER_ID_RANGES]
-    assert ranking.partition_key == D.isoformat()
-    assert scoring.tags["ranking/batch_id"] == ranking.tags["ranking/batch_id"]
-    assert scoring.run_key != ranking.run_key
+    assert tags["ranking/business_date"] == D.isoformat()
+
+
+def test_batch_001_runs_on_a_schedule_at_03_00_jst_in_the_automation_tab():
+    schedules = {schedule.name: schedule for schedule in defs().schedules}
+    batch_001 = schedules["batch_001_schedule"]
+
+    assert (batch_001.cron_schedule, batch_001.execution_timezone) == ("0 3 * * *", "Asia/Tokyo")
+    assert batch_001.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert batch_001.job_name == BATCH_001_SCORES_JOB
+    assert "03:00 JST" in batch_001.description
+    assert schedules["batch_000_schedule"].cron_schedule == "0 2 * * *"
 
 
 def test_the_data_contract_is_a_blocking_check_on_each_input_read_in_the_same_run():
@@ -170,7 +178,9 @@ def test_the_alert_sensors_are_on_by_default_and_named_for_their_event():
         "notify_on_batch_success",
         "warn_on_long_batch_run",
         "warn_on_row_count_anomaly",
+        "alert_on_missed_ranking",
         "start_batch_001_on_aggregates_landed",
+        "start_rankings_on_scores_success",
     }
     assert set(sensors) == expected
     for name in expected:

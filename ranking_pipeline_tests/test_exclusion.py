@@ -19,12 +19,12 @@ from dagster_graphql.test.utils import execute_dagster_graphql, infer_job_select
 from ranking_pipeline.constants import (
     BATCH_001_RANKINGS_JOB,
     BATCH_001_SCORES_JOB,
+    FORCE_RECOMPUTE_TAG,
     RANKINGS_WRITER_POOL,
     RANKINGS_WRITER_POOL_LIMIT,
     RANKINGS_WRITER_TAG,
 )
-from ranking_pipeline.lib.business_date import batch_tags, scores_partition_tags
-from ranking_pipeline.lib.ranges import USER_ID_RANGES
+from ranking_pipeline.defs.batch_requests import rankings_after, scoring_tags
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.conftest import PROJECT_ROOT
 from ranking_pipeline_tests.helpers import rankings_rows, run_date
@@ -88,26 +88,23 @@ def wait_until_finished(instance, run_id: str, timeout: float = 180) -> Status:
     raise AssertionError(f"run {run_id} still {status(instance, run_id)} after {timeout} s")
 
 
-def test_a_batch_runs_scoring_then_ranking_and_batch_003_waits_for_both(workspace, instance, engine):
-    tags = batch_tags(D, "batch-under-test", force=True)
-    scoring = submit(
-        workspace, BATCH_001_SCORES_JOB, {**tags, **scores_partition_tags(D, [r.key for r in USER_ID_RANGES])}
-    )
-    ranking = submit(workspace, BATCH_001_RANKINGS_JOB, {**tags, "dagster/partition": D.isoformat()})
+def test_batch_003_never_overlaps_the_scoring_or_the_ranking_of_a_batch(workspace, instance, engine):
+    scoring = submit(workspace, BATCH_001_SCORES_JOB, {**scoring_tags(D), FORCE_RECOMPUTE_TAG: "true"})
     batch_003 = submit(workspace, "batch_003_job", {})
 
     dequeue(workspace)
 
     assert status(instance, scoring) in (Status.STARTING, Status.STARTED)
-    assert status(instance, ranking) == Status.QUEUED  # behind its scoring run, not beside it
     assert status(instance, batch_003) == Status.QUEUED
     assert wait_until_finished(instance, scoring) == Status.SUCCESS
+    [follow] = rankings_after(instance, instance.get_run_by_id(scoring))  # what the sensor requests now
+    ranking = submit(workspace, BATCH_001_RANKINGS_JOB, {**follow.tags, "dagster/partition": D.isoformat()})
     dequeue(workspace)
-    assert status(instance, batch_003) == Status.QUEUED  # the queue is first come, first served
-    assert wait_until_finished(instance, ranking) == Status.SUCCESS
-    dequeue(workspace)
+    assert status(instance, ranking) == Status.QUEUED  # the queue is first come, first served
     assert wait_until_finished(instance, batch_003) == Status.SUCCESS
-    records = [instance.get_run_record_by_id(run_id) for run_id in (scoring, ranking, batch_003)]
+    dequeue(workspace)
+    assert wait_until_finished(instance, ranking) == Status.SUCCESS
+    records = [instance.get_run_record_by_id(run_id) for run_id in (scoring, batch_003, ranking)]
     for earlier, later in itertools.pairwise(records):
         assert later.start_time >= earlier.end_time, "two writers of rankings overlapped"
     assert len(rankings_rows(engine, D)) > 0

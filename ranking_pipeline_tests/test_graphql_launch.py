@@ -20,9 +20,9 @@ from ranking_pipeline.constants import (
     BATCH_000_JOB,
     BATCH_001_RANKINGS_JOB,
     BATCH_001_SCORES_JOB,
-    BATCH_ID_TAG,
     BUSINESS_DATE_TAG,
     RANKINGS_WRITER_TAG,
+    SCORED_BY_TAG,
 )
 from ranking_pipeline.lib import db
 from ranking_pipeline.lib.queries import count_rows
@@ -30,7 +30,6 @@ from ranking_pipeline.lib.schema import rankings as rankings_table
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.conftest import PROJECT_ROOT, create_database, drop_database
 from ranking_pipeline_tests.dagster_dev import (
-    FINISHED_STATUSES,
     DagsterDev,
     batch_000_tags,
     copy_project,
@@ -136,8 +135,8 @@ def test_dagster_dev_with_no_setup_runs_the_batch_with_the_shared_instance_setti
         _aggregate(running, D - dt.timedelta(days=29), D)
         launched = _trigger(running.url, D.isoformat())
         assert launched.returncode == 0, launched.stderr
-        for run_id in launched.stdout.split():
-            assert running.wait_for_run(run_id)["status"] == "SUCCESS", running.log_tail()
+        ranking = running.wait_for_ranking_after(launched.stdout.strip())
+        assert ranking["status"] == "SUCCESS", running.log_tail()
     assert (project / ".ranking_pipeline" / "pgdata").is_dir(), "the embedded database lives in the project"
     assert (project / ".ranking_pipeline" / "dagster").is_dir(), "so do the runs, for the next `dagster dev`"
 
@@ -146,13 +145,20 @@ def test_a_webhook_launches_the_batch_for_a_date_over_http(dev, seeded_url):
     launched = _trigger(dev.url, D.isoformat())
 
     assert launched.returncode == 0, launched.stderr
-    scoring_id, ranking_id = launched.stdout.split()
-    scoring, ranking = dev.wait_for_run(scoring_id), dev.wait_for_run(ranking_id)
+    [scoring_id] = launched.stdout.split()  # the scoring run; the daemon's sensor starts the ranking run
+    ranking = dev.wait_for_ranking_after(scoring_id)
+    scoring = dev.run(scoring_id)
     assert (scoring["status"], ranking["status"]) == ("SUCCESS", "SUCCESS"), dev.log_tail()
     assert (scoring["jobName"], ranking["jobName"]) == (BATCH_001_SCORES_JOB, BATCH_001_RANKINGS_JOB)
     scoring_tags, ranking_tags = _tags(scoring), _tags(ranking)
     assert scoring_tags[BUSINESS_DATE_TAG] == ranking_tags[BUSINESS_DATE_TAG] == D.isoformat()
-    assert scoring_tags[BATCH_ID_TAG] == ranking_tags[BATCH_ID_TAG]
+    assert ranking_tags[SCORED_BY_TAG] == scoring_id
+    assert ranking_tags["dagster/sensor_name"] == "start_rankings_on_scores_success"
+    # the ranking follows the scores' success within a minute (the sensor ticks every 10 s)
+    assert ranking["creationTime"] - scoring["endTime"] < 60, (scoring, ranking)
+    print(
+        f"ranking run created {ranking['creationTime'] - scoring['endTime']:.1f} s after the scores' success"
+    )
     assert scoring_tags["dagster/asset_partition_range_start"] == f"{D}|users_min_to_0124999"
     assert ranking_tags["dagster/partition"] == D.isoformat()
     assert RANKINGS_WRITER_TAG in scoring_tags and RANKINGS_WRITER_TAG in ranking_tags
@@ -161,28 +167,34 @@ def test_a_webhook_launches_the_batch_for_a_date_over_http(dev, seeded_url):
         assert count_rows(connection, rankings_table, "ranking_date", D) > 1000
 
 
-def test_a_second_batch_waits_queued_while_the_first_runs(dev):
+def test_a_second_batch_never_overlaps_the_first_nor_takes_its_lock_between_scoring_and_ranking(dev):
     first = _trigger(dev.url, (D - dt.timedelta(days=1)).isoformat())
     second = _trigger(dev.url, D.isoformat())
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-    run_ids = first.stdout.split() + second.stdout.split()
+    [first_scoring], [second_scoring] = first.stdout.split(), second.stdout.split()
 
-    seen_queued_behind = False
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        runs = [dev.run(run_id) for run_id in run_ids]
-        active = [run for run in runs if run["status"] in IN_PROGRESS]
-        assert len(active) <= 1, "two writers of the rankings table ran at once"
-        if active and any(run["status"] == "QUEUED" for run in runs):
-            seen_queued_behind = True
-        if all(run["status"] in FINISHED_STATUSES for run in runs):
-            break
-        time.sleep(0.3)
-
-    assert [run["status"] for run in runs] == ["SUCCESS"] * 4, dev.log_tail()
-    assert seen_queued_behind, "no run was ever seen QUEUED while another ran"
+    first_ranking = dev.wait_for_ranking_after(first_scoring)
+    second_scored = dev.wait_for_run(second_scoring)
+    assert first_ranking["status"] == "SUCCESS", dev.log_tail()
+    runs = [dev.run(first_scoring), first_ranking, second_scored]
+    if second_scored["status"] == "SUCCESS":  # it started after the first batch's ranking: a batch of its own
+        runs.append(dev.wait_for_ranking_after(second_scoring))
+        assert runs[-1]["status"] == "SUCCESS", dev.log_tail()
+    else:  # it started between the first batch's scoring and ranking: refused at once, naming that batch
+        assert second_scored["endTime"] - second_scored["startTime"] < 30
+        assert first_ranking["startTime"] >= second_scored["endTime"]
+        messages = dev.graphql(RUN_LOGS, {"runId": second_scoring})["logsForRun"]["events"]
+        assert any(f"is held by batch {first_scoring}" in (event.get("message") or "") for event in messages)
+    runs.sort(key=lambda run: run["startTime"])
     for earlier, later in itertools.pairwise(runs):
-        assert later["startTime"] >= earlier["endTime"], "the runs did not run one after the other, in order"
+        assert later["startTime"] >= earlier["endTime"], "two writers of the rankings table overlapped"
+
+
+RUN_LOGS = """
+query Logs($runId: ID!) {
+  logsForRun(runId: $runId) { ... on EventConnection { events { ... on MessageEvent { message } } } }
+}
+"""
 
 
 LAUNCH_BACKFILL = """

@@ -37,12 +37,6 @@ def seeded(engine):
     return engine
 
 
-@pytest.fixture
-def no_retry_delay(monkeypatch):
-    """The declared RetryPolicy stays (asserted in test_definitions); only the 60 s wait is skipped."""
-    monkeypatch.setattr(dg.RetryPolicy, "calculate_delay", lambda self, attempt_num: 0)
-
-
 def expected_rankings(engine) -> list[tuple]:
     with engine.connect() as connection:
         return [tuple(row) for row in connection.execute(INDEPENDENT_RANKING, {"d": D})]

@@ -4,10 +4,10 @@ target or a webhook relay runs. Python 3.8+, standard library only.
 
     DAGSTER_URL=https://dagster.internal deploy/trigger/launch_batch_001.py [--force] [YYYY-MM-DD]
 
-The date defaults to yesterday in JST (the last JST day that has ended). A batch is two runs created together:
-the scoring run (every user-ID range of D) and the ranking run (the rankings of D), sharing the run tag
-ranking/batch_id; the writer tag of both jobs queues the ranking run behind the scoring run, and both wait
-QUEUED while BATCH-003 or another BATCH-001 runs. Prints "<scoring run id> <ranking run id>".
+The date defaults to yesterday in JST (the last JST day that has ended). It launches the batch's scoring run
+(every user-ID range of D); when that run succeeds, the deployment's sensor start_rankings_on_scores_success
+starts the ranking run of D, as after the 03:00 schedule. The run waits QUEUED while BATCH-003 or another
+BATCH-001 run is in progress. Prints the scoring run's id.
 
 Before launching anything it asks Dagster for the deployment's first business date and refuses (exit 2, one
 line) a date outside the span the deployment ranks. Exit 1: Dagster did not accept a run.
@@ -22,10 +22,9 @@ import os
 import sys
 import urllib.error
 import urllib.request
-import uuid
 
 LOCATION, REPOSITORY = "ranking_pipeline", "__repository__"
-SCORES_JOB, RANKINGS_JOB = "batch_001_scores_job", "batch_001_rankings_job"
+SCORES_JOB = "batch_001_scores_job"
 JST = dt.timezone(dt.timedelta(hours=9))
 # The deployment's own partitions: the first business date and the user-ID ranges of user_scores.
 PARTITIONS_QUERY = """
@@ -117,16 +116,14 @@ def main(argv):
             "launched",
         )
     day = business_date.isoformat()
-    tags = {"ranking/business_date": day, "ranking/batch_id": f"{day}-{uuid.uuid4().hex[:8]}"}
+    tags = {"ranking/business_date": day, "ranking/launched_by": "launch_batch_001.py"}
     if force:
         tags["ranking/force_recompute"] = "true"
     range_tags = {
         "dagster/asset_partition_range_start": f"{day}|{ranges[0]}",
         "dagster/asset_partition_range_end": f"{day}|{ranges[-1]}",
     }
-    scoring = launch(url, SCORES_JOB, {**tags, **range_tags})
-    ranking = launch(url, RANKINGS_JOB, {**tags, "dagster/partition": day})
-    print(f"{scoring} {ranking}")
+    print(launch(url, SCORES_JOB, {**tags, **range_tags}))
 
 
 if __name__ == "__main__":

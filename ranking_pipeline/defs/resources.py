@@ -141,15 +141,39 @@ class RankingCache(dg.ConfigurableResource):
 
 
 class BatchGate(dg.ConfigurableResource):
-    """When automation stops waiting for BATCH-000 (HH:MM JST, the morning after D)."""
+    """When automation stops waiting for BATCH-000, and when a missing ranking of D becomes an alert (HH:MM
+    JST, the morning after D)."""
 
     give_up_at_jst: str = Field(
         default=DEFAULT_GIVE_UP_AT_JST.strftime("%H:%M"),
         description="RANKING_GATE_GIVE_UP_AT_JST: when the gate gives up waiting for BATCH-000 (HH:MM JST).",
     )
 
+    rankings_deadline_jst: str | None = Field(
+        default=None,
+        description="RANKING_RANKINGS_DEADLINE_JST: when a ranking of D that is still not committed is a "
+        "Critical alert (HH:MM JST); default the gate's give-up time.",
+    )
+
     def give_up_at(self) -> dt.time:
         return parse_time_of_day(self.give_up_at_jst, source="RANKING_GATE_GIVE_UP_AT_JST")
+
+    def rankings_deadline(self) -> dt.time:
+        if not self.rankings_deadline_jst:
+            return self.give_up_at()
+        return parse_time_of_day(self.rankings_deadline_jst, source="RANKING_RANKINGS_DEADLINE_JST")
+
+
+class Clock(dg.ConfigurableResource):
+    """The time the schedules' catch-up and alert sensors act on: the system clock, or a fixed instant (tests
+    pass one in instead of patching time)."""
+
+    fixed_at: str | None = Field(default=None, description="An ISO 8601 instant with its offset; tests only.")
+
+    def now(self) -> dt.datetime:
+        if self.fixed_at:
+            return dt.datetime.fromisoformat(self.fixed_at)
+        return dt.datetime.now(tz=dt.UTC)
 
 
 def from_environment(name: str, default=None, *, integer: bool = False):
@@ -176,8 +200,10 @@ def project_resources() -> dict[str, dg.ConfigurableResource]:
         "batch_gate": BatchGate(
             give_up_at_jst=from_environment(
                 "RANKING_GATE_GIVE_UP_AT_JST", DEFAULT_GIVE_UP_AT_JST.strftime("%H:%M")
-            )
+            ),
+            rankings_deadline_jst=from_environment("RANKING_RANKINGS_DEADLINE_JST"),
         ),
+        "clock": Clock(),
     }
 
 

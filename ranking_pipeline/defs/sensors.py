@@ -1,90 +1,54 @@
-"""The nightly start of BATCH-001: from 03:00 JST, as soon as BATCH-000 has aggregated W(D)."""
-
-import datetime as dt
+"""The two sensors that move a night's batch along: the catch-up start when BATCH-000 lands after 03:00, and
+the ranking run that follows every successful scoring."""
 
 import dagster as dg
 
-from ranking_pipeline.constants import BATCH_001_RANKINGS_JOB, BATCH_001_SCORES_JOB
-from ranking_pipeline.defs.batch_runs import automated_batch_for
+from ranking_pipeline.defs.batch_requests import nightly_start, rankings_after, why_no_ranking_follows
 from ranking_pipeline.defs.jobs import batch_001_rankings_job, batch_001_scores_job
-from ranking_pipeline.defs.resources import BatchGate, RankingDatabase
-from ranking_pipeline.lib.business_date import (
-    JST,
-    batch_tags,
-    last_complete_day,
-    missing_aggregate_days,
-    new_batch_id,
-    ranked_from_current_aggregates,
-    run_key,
-    scores_partition_tags,
-)
-from ranking_pipeline.lib.db import explain_database_error
-from ranking_pipeline.lib.gate import gate_decision
-from ranking_pipeline.lib.ranges import USER_ID_RANGES
+from ranking_pipeline.defs.resources import BatchGate, Clock, RankingDatabase
+from ranking_pipeline.lib.gate import CATCH_UP_FROM_JST
 
-SENSOR_NAME = "start_batch_001_on_aggregates_landed"
-
-
-def now_jst() -> dt.datetime:
-    return dt.datetime.now(tz=JST)
-
-
-def batch_run_requests(business_date: dt.date, launched_by: str) -> list[dg.RunRequest]:
-    """The two runs of one batch for D: every user-ID range of user_scores, then the rankings of D."""
-    tags = batch_tags(business_date, new_batch_id(business_date), launched_by=launched_by)
-    return [
-        dg.RunRequest(
-            run_key=run_key(business_date, BATCH_001_SCORES_JOB),
-            job_name=BATCH_001_SCORES_JOB,
-            tags={**tags, **scores_partition_tags(business_date, [r.key for r in USER_ID_RANGES])},
-        ),
-        dg.RunRequest(
-            run_key=run_key(business_date, BATCH_001_RANKINGS_JOB),
-            job_name=BATCH_001_RANKINGS_JOB,
-            partition_key=business_date.isoformat(),
-            tags=tags,
-        ),
-    ]
+CATCH_UP_SENSOR = "start_batch_001_on_aggregates_landed"
+RANKINGS_SENSOR = "start_rankings_on_scores_success"
 
 
 @dg.sensor(
-    name=SENSOR_NAME,
-    jobs=[batch_001_scores_job, batch_001_rankings_job],
+    name=CATCH_UP_SENSOR,
+    job=batch_001_scores_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="BATCH-001's start (design 1): at 03:00 JST, or as soon after as BATCH-000 has aggregated "
-    "every day of W(D), starts the batch for D = yesterday (JST): a scoring run, then a ranking run. Once "
-    "per "
-    "date, never for a date already ranked from the same aggregates; gives up at 09:00 JST (configurable).",
+    description="BATCH-001's late start: when BATCH-000 lands after the 03:00 schedule skipped, starts the "
+    "scoring run of D = yesterday (JST) as soon as every day of W(D) is aggregated, from 03:05 until the "
+    "give-up time (09:00 JST, RANKING_GATE_GIVE_UP_AT_JST). Once per date with the schedule, never for a "
+    "date already ranked from the same aggregates.",
 )
 def start_batch_001_on_aggregates_landed(
-    context: dg.SensorEvaluationContext, database: RankingDatabase, batch_gate: BatchGate
-) -> list[dg.RunRequest] | dg.SkipReason:
-    now = now_jst()
-    business_date = last_complete_day(now)
-    try:
-        with database.engine().connect() as connection:
-            missing = missing_aggregate_days(connection, business_date)
-            ranked_by = ranked_from_current_aggregates(connection, business_date)
-    except Exception as error:  # the next tick tries again with a fresh connection
-        return dg.SkipReason(
-            f"BATCH-001 for {business_date} not started: "
-            f"{explain_database_error(error, database.describe())}; "
-            "checking again in a minute"
-        )
-    automated = automated_batch_for(context.instance, business_date)
-    already = (
-        f"already ranked from the same aggregates (run {ranked_by})"
-        if ranked_by
-        else f"already started automatically (batch {automated})"
-        if automated
-        else None
+    context: dg.SensorEvaluationContext, database: RankingDatabase, batch_gate: BatchGate, clock: Clock
+) -> dg.RunRequest | dg.SkipReason:
+    result = nightly_start(
+        context.instance, database, batch_gate, clock.now(), CATCH_UP_SENSOR, not_before=CATCH_UP_FROM_JST
     )
-    decision = gate_decision(business_date, now, missing, already, batch_gate.give_up_at())
-    if decision.launch:
-        context.log.info(f"{SENSOR_NAME}: {decision.reason}")
-        return batch_run_requests(business_date, launched_by=SENSOR_NAME)
-    if decision.gave_up and context.cursor != business_date.isoformat():
-        context.log.error(decision.reason)  # once per date; the cursor remembers
-        context.update_cursor(business_date.isoformat())
-    return dg.SkipReason(decision.reason)
+    if isinstance(result, dg.RunRequest):
+        context.log.info(f"{CATCH_UP_SENSOR}: the aggregates have landed; starting the scoring run")
+    return result
+
+
+@dg.run_status_sensor(
+    name=RANKINGS_SENSOR,
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    request_job=batch_001_rankings_job,
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="The second half of every BATCH-001 batch: when a run that scored user_scores of D succeeds "
+    "(the nightly scoring run, a re-run, or a UI materialization of some ranges of D), starts the ranking "
+    "run of D, tagged ranking/scored_by with that run: it takes over the batch lock the scoring handed "
+    "over and gets what is left of the batch's 30 minutes. A failed scoring starts nothing. Left alone: "
+    "runs whose backfill includes rankings, and `ranking-pipeline run`, which ranks in the same process.",
+)
+def start_rankings_on_scores_success(context: dg.RunStatusSensorContext):
+    run = context.dagster_run
+    if why_no_ranking_follows(context.instance, run) is not None:
+        return None  # not a scoring run to follow: the sensor goes on to the next run at once
+    requests = rankings_after(context.instance, run)
+    context.log.info(f"{RANKINGS_SENSOR}: run {run.run_id} scored; ranking {len(requests)} span(s)")
+    return requests

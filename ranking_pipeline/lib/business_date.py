@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import uuid
 from zoneinfo import ZoneInfo
 
 from ranking_pipeline.constants import (
-    BATCH_ID_TAG,
     BUSINESS_DATE_TAG,
-    FORCE_RECOMPUTE_TAG,
-    LAUNCHED_BY_TAG,
 )
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -148,22 +144,6 @@ def dates_of_partition_keys(keys: list[str]) -> list[dt.date]:
 
 
 # --- a batch: tags and run keys ---------------------------------------------------------------------------
-
-
-def new_batch_id(business_date: dt.date) -> str:
-    return f"{business_date.isoformat()}-{uuid.uuid4().hex[:8]}"
-
-
-def batch_tags(
-    business_date: dt.date, batch_id: str, *, launched_by: str | None = None, force: bool = False
-) -> dict[str, str]:
-    """Tags both runs of a batch for D carry (the jobs add the writer tag and the run-time limit)."""
-    tags = {BUSINESS_DATE_TAG: business_date.isoformat(), BATCH_ID_TAG: batch_id}
-    if launched_by:
-        tags[LAUNCHED_BY_TAG] = launched_by
-    if force:
-        tags[FORCE_RECOMPUTE_TAG] = "true"
-    return tags
 
 
 def scores_partition_tags(business_date: dt.date, range_keys: list[str]) -> dict[str, str]:

@@ -1,6 +1,7 @@
-"""The upstream gate (design 1): BATCH-001 for D starts at 03:00 JST once BATCH-000 has aggregated every JST
-day of W(D); if that happens later, it starts then, until a give-up time. Automation starts at most one batch
-per date and never one for a date already ranked from the same aggregates (a person may always run a date)."""
+"""The upstream gate (design 1): BATCH-001 for D starts at 03:00 JST (the schedule) once BATCH-000 has
+aggregated every JST day of W(D); if that happens later, it starts then (the catch-up sensor, from 03:05),
+until a give-up time. Automation starts at most one batch per date and never one for a date already ranked
+from the same aggregates (a person may always run a date)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from ranking_pipeline.lib.business_date import JST, describe_days
 
 SCHEDULED_START_JST = dt.time(3, 0)
+CATCH_UP_FROM_JST = dt.time(3, 5)  # the catch-up sensor leaves the 03:00 start to the schedule
 DEFAULT_GIVE_UP_AT_JST = dt.time(9, 0)
 
 
@@ -36,6 +38,8 @@ def gate_decision(
     missing_days: list[dt.date],
     already_done: str | None,
     give_up_at: dt.time = DEFAULT_GIVE_UP_AT_JST,
+    *,
+    not_before: dt.time | None = None,
 ) -> GateDecision:
     """Whether automation should start BATCH-001 for ``business_date`` at ``now``.
 
@@ -43,9 +47,10 @@ def gate_decision(
     from the same aggregates); None when a batch is needed.
     """
     local = now.astimezone(JST)
-    if local.time() < SCHEDULED_START_JST:
+    start = not_before or SCHEDULED_START_JST
+    if local.time() < start:
         return GateDecision(
-            False, f"before {SCHEDULED_START_JST:%H:%M} JST: BATCH-001 for {business_date} starts at 03:00"
+            False, f"before {start:%H:%M} JST: BATCH-001 for {business_date} starts at 03:00 (the schedule)"
         )
     if already_done:
         return GateDecision(False, f"BATCH-001 for {business_date}: {already_done}")
@@ -62,7 +67,8 @@ def gate_decision(
         return GateDecision(
             False,
             f"gave up on BATCH-001 for {business_date} at {give_up_at:%H:%M} JST: {waiting}. "
-            "Run it by hand once BATCH-000 is done (README: re-running by hand)",
+            "Run it by hand once BATCH-000 is done (README: re-running by hand); the missed-ranking alert "
+            "says so to on-call",
             gave_up=True,
         )
     return GateDecision(

@@ -7,10 +7,17 @@ protected too).
 A holder keeps the lock alive with a heartbeat: every 20 s it renews a 60 s lease. So a holder that is gone
 (process killed, machine lost) loses the lock within a minute, and nobody waits out the 30 minutes, which
 stay the upper bound of any holding. A new holder takes the lock when it is free, when the holder's lease
-has lapsed, when the holder is the same Dagster run (a step retry), or when the holder's run is known to have
-ended (a re-execution). Two live holders are impossible: taking over is one atomic statement that checks all
-of this. Releasing never raises: it is retried, and if it still fails the stopped heartbeat lets the lease
-lapse within a minute.
+has lapsed, when the holder is the same batch (a step retry, or the ranking run of the batch whose scoring
+handed the lock over), or when the holder is known to be gone (its process no longer exists here, or the
+caller says its batch has ended). Two live holders are impossible: taking over is one atomic statement that
+checks all of this.
+
+A holder may *hand the lock over* instead of releasing it (the scoring run of a batch, on success): the lock
+then belongs to no process, keeps its holder id, and lives until its expiry, so only the same batch's next
+run can take it (or anyone, once the caller says that batch has ended).
+
+Releasing never raises: it is retried, and if it still fails the stopped heartbeat lets the lease lapse within
+a minute.
 
 ``verify(token, connection)`` is the fencing check run inside the writer's transaction just before commit: a
 writer that lost its lock (lease lapsed, taken over) must not commit over the new holder. With the PostgreSQL
@@ -59,7 +66,16 @@ class LockHolder:
     lease_until: str = ""  # ISO 8601, UTC: lost unless renewed by then
     expires_at: str = ""  # ISO 8601, UTC: the 30-minute upper bound
 
+    @property
+    def handed_over(self) -> bool:
+        return not self.host
+
     def describe(self) -> str:
+        if self.handed_over:
+            return (
+                f"batch {self.run_id} since {self.acquired_at} (its scores are done; its ranking run takes "
+                "the lock next)"
+            )
         return f"run {self.run_id} (host {self.host}, pid {self.pid}) since {self.acquired_at}"
 
 
@@ -112,6 +128,11 @@ class BatchLock(ABC):
     @abstractmethod
     def _delete(self, token: str | None) -> bool:
         """Delete the lock if ``token`` holds it (any holder when None); True if a lock was deleted."""
+
+    @abstractmethod
+    def _hand_over(self, token: str) -> bool:
+        """While ``token`` holds the lock: detach it from this process (no host, no pid, a new token) and
+        let its lease run to the expiry. True if handed over."""
 
     @abstractmethod
     def current_holder(self) -> LockHolder | None:
@@ -179,9 +200,27 @@ class BatchLock(ABC):
         self._delete(None)
         return holder
 
+    def hand_over(self, token: str) -> bool:
+        """Keep the lock for the holder's batch after this process stops holding it (see the module's
+        docstring); if that fails the lock is released instead. Never raises."""
+        try:
+            if self._hand_over(token):
+                return True
+        except Exception as error:
+            logger.warning(f"handing lock {self.key} over failed, releasing it instead: {error!r}")
+        self.release(token)
+        return False
+
     @contextmanager
-    def held(self, run_id: str, run_ended: Callable[[str], bool] | None = None) -> Iterator[LockHolder]:
-        """Hold the lock for the block, renewing its lease in the background; released afterwards."""
+    def held(
+        self,
+        run_id: str,
+        run_ended: Callable[[str], bool] | None = None,
+        *,
+        hand_over: Callable[[], bool] = lambda: False,
+    ) -> Iterator[LockHolder]:
+        """Hold the lock for the block, renewing its lease in the background; afterwards released, or handed
+        over when ``hand_over()`` says so (asked as the block ends)."""
         holder = self.acquire(run_id, run_ended)
         stop = threading.Event()
         heartbeat = threading.Thread(
@@ -193,7 +232,8 @@ class BatchLock(ABC):
         finally:
             stop.set()
             heartbeat.join(timeout=5)
-            self.release(holder.token)
+            if not (hand_over() and self.hand_over(holder.token)):
+                self.release(holder.token)
 
     def _heartbeat(self, token: str, stop: threading.Event) -> None:
         interval = self.lease_seconds / 3  # two beats may fail before the lease lapses
@@ -238,6 +278,19 @@ redis.call('SET', KEYS[1], cjson.encode(holder), 'PX', lease)
 return 1
 """
 )
+_HAND_OVER = (
+    _NOW
+    + """
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+local holder = cjson.decode(value)
+if holder['token'] ~= ARGV[1] or now >= holder['expires_ms'] then return 0 end
+holder['token'], holder['host'], holder['pid'] = ARGV[2], '', 0
+holder['lease_ms'] = holder['expires_ms']
+redis.call('SET', KEYS[1], cjson.encode(holder), 'PX', holder['expires_ms'] - now)
+return 1
+"""
+)
 _DELETE = """
 local value = redis.call('GET', KEYS[1])
 if value and (ARGV[1] == '' or cjson.decode(value)['token'] == ARGV[1]) then
@@ -258,6 +311,7 @@ class RedisBatchLock(BatchLock):
         self._take_script = client.register_script(_TAKE)
         self._renew_script = client.register_script(_RENEW)
         self._delete_script = client.register_script(_DELETE)
+        self._hand_over_script = client.register_script(_HAND_OVER)
 
     def _take(self, token, run_id, host, pid, ended_token) -> bool:
         args = [
@@ -276,6 +330,9 @@ class RedisBatchLock(BatchLock):
 
     def _delete(self, token: str | None) -> bool:
         return bool(self._delete_script(keys=[self.key], args=[token or ""]))
+
+    def _hand_over(self, token: str) -> bool:
+        return bool(self._hand_over_script(keys=[self.key], args=[token, uuid.uuid4().hex]))
 
     def current_holder(self) -> LockHolder | None:
         value = self.client.get(self.key)
@@ -330,6 +387,10 @@ _VERIFY = sa.text(
     "SELECT 1 FROM ranking_batch_locks WHERE lock_key = :key AND token = :token "
     "AND expires_at > now() AND coalesce(lease_until, expires_at) > now() FOR SHARE"
 )
+_HAND_OVER_ROW = sa.text(
+    "UPDATE ranking_batch_locks SET token = :new_token, host = '', pid = 0, lease_until = expires_at "
+    "WHERE lock_key = :key AND token = :token AND expires_at > now()"
+)
 _DELETE_OURS = sa.text("DELETE FROM ranking_batch_locks WHERE lock_key = :key AND token = :token")
 _DELETE_ANY = sa.text("DELETE FROM ranking_batch_locks WHERE lock_key = :key")
 
@@ -371,6 +432,13 @@ class PostgresBatchLock(BatchLock):
         statement = _DELETE_OURS if token else _DELETE_ANY
         with self.engine.begin() as connection:
             return connection.execute(statement, {"key": self.key, "token": token}).rowcount == 1
+
+    def _hand_over(self, token: str) -> bool:
+        with self.engine.begin() as connection:
+            handed = connection.execute(
+                _HAND_OVER_ROW, {"key": self.key, "token": token, "new_token": uuid.uuid4().hex}
+            )
+        return handed.rowcount == 1
 
     def current_holder(self) -> LockHolder | None:
         with self.engine.connect() as connection:

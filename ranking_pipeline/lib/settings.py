@@ -119,6 +119,11 @@ SETTINGS: tuple[Setting, ...] = (
         "09:00",
         check=_time_of_day,
     ),
+    Setting(
+        "RANKING_RANKINGS_DEADLINE_JST",
+        "when a ranking of D not yet committed is a Critical alert (HH:MM JST; default: the give-up time)",
+        check=_time_of_day,
+    ),
     Setting("SLACK_BOT_TOKEN", "Slack bot token for all alerts", secret=True),
     Setting("RANKING_SLACK_CHANNEL", "channel the alerts go to", "#batch-logs"),
     Setting("RANKING_SLACK_API_URL", "Slack Web API base URL", "https://slack.com/api/", check=_http_url),

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from ranking_pipeline.constants import RANKINGS_ROW_COUNT_ANOMALY_CHECK
+from ranking_pipeline.dagster_internals import AssetCheckExecutionRecordStatus
 from ranking_pipeline.defs.alerts._delivery import deliver
 from ranking_pipeline.defs.notification_resources import BatchSlackResource, DagsterUi
 from ranking_pipeline.lib.notify import messages as m

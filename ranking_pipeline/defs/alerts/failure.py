@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
 
-from ranking_pipeline.constants import BATCH_ID_TAG, FAILURE_ALERTED_TAG
+from ranking_pipeline.constants import FAILURE_ALERTED_TAG
 from ranking_pipeline.defs.alerts._delivery import deliver
-from ranking_pipeline.defs.batch_runs import runs_of_batch
 from ranking_pipeline.defs.notification_resources import (
     AlertMailer,
     BatchSlackResource,
@@ -31,11 +29,11 @@ def failure_facts(instance: dg.DagsterInstance, run: dg.DagsterRun, ui: DagsterU
     logs = instance.all_logs(run.run_id)
     events = [entry.dagster_event for entry in logs if entry.dagster_event is not None]
 
-    def steps(*types: DagsterEventType) -> list[str]:
+    def steps(*types: dg.DagsterEventType) -> list[str]:
         return list(dict.fromkeys(e.step_key for e in events if e.event_type in types and e.step_key))
 
-    failures = [e for e in events if e.event_type == DagsterEventType.STEP_FAILURE]
-    retries = [e for e in events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    failures = [e for e in events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    retries = [e for e in events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
     timed_out = m.timeout_seconds(entry.message for entry in logs if entry.dagster_event is not None)
     texts: list[str] = []
     if timed_out is not None:
@@ -46,12 +44,12 @@ def failure_facts(instance: dg.DagsterInstance, run: dg.DagsterRun, ui: DagsterU
     elif failures:
         texts += _error_chain(failures[0].step_failure_data.error)
     else:
-        run_failures = [e for e in events if e.event_type == DagsterEventType.RUN_FAILURE]
+        run_failures = [e for e in events if e.event_type == dg.DagsterEventType.RUN_FAILURE]
         for event in run_failures[:1]:
             data = event.event_specific_data
             texts += _error_chain(data.error) if getattr(data, "error", None) else [event.message or ""]
     finished = steps(
-        DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_SKIPPED
+        dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_SKIPPED
     )
     return m.FailureFacts(
         job_name=run.job_name,
@@ -61,29 +59,15 @@ def failure_facts(instance: dg.DagsterInstance, run: dg.DagsterRun, ui: DagsterU
         failed_steps=[e.step_key for e in failures if e.step_key],
         error_lines=m.error_lines(texts),
         timed_out_after_seconds=timed_out,
-        running_steps=[key for key in steps(DagsterEventType.STEP_START) if key not in finished],
-    )
-
-
-def _batch_already_alerted(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
-    """Another run of the same batch whose failure was already alerted (one alert per batch)."""
-    batch_id = run.tags.get(BATCH_ID_TAG)
-    if not batch_id:
-        return None
-    return next(
-        (
-            r.dagster_run.run_id
-            for r in runs_of_batch(instance, batch_id)
-            if r.dagster_run.run_id != run.run_id and r.dagster_run.tags.get(FAILURE_ALERTED_TAG) == "true"
-        ),
-        None,
+        running_steps=[key for key in steps(dg.DagsterEventType.STEP_START) if key not in finished],
     )
 
 
 @dg.run_failure_sensor(
     name="alert_on_run_failure",
     description="Critical alert for a failed batch run or UI materialization: Slack + mail; a timeout also "
-    "pages on-call through PagerDuty. Once per run and once per batch (run tag ranking/failure_alerted).",
+    "pages on-call through PagerDuty. Once per run (run tag ranking/failure_alerted); a batch alerts once, "
+    "since a failed scoring run starts no ranking run.",
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
 )
@@ -97,11 +81,6 @@ def alert_on_run_failure(
     run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
     if not m.alerts_on_failure(run.job_name, dict(run.tags), FAILURE_ALERTED_TAG):
         context.log.info(f"run {run.run_id} ({run.job_name}): no alert (other job, retrying or already sent)")
-        return
-    alerted = _batch_already_alerted(context.instance, run)
-    if alerted:
-        context.instance.add_run_tags(run.run_id, {FAILURE_ALERTED_TAG: "true"})
-        context.log.info(f"run {run.run_id}: its batch was already alerted by run {alerted}; no second alert")
         return
     facts = failure_facts(context.instance, run, dagster_ui)
     subject, body = m.failure_mail(facts)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster._time import get_current_timestamp
 
 from ranking_pipeline.constants import (
     BATCH_001_JOBS,
-    BATCH_ID_TAG,
     BATCH_MAX_RUNTIME_SECONDS,
     LONG_RUN_WARNED_TAG,
     LONG_RUN_WARNING_SECONDS,
+    SCORED_BY_TAG,
 )
+from ranking_pipeline.dagster_internals import get_current_timestamp
 from ranking_pipeline.defs.alerts._delivery import SENT, deliver
-from ranking_pipeline.defs.batch_runs import batch_started_at, runs_of_batch
+from ranking_pipeline.defs.batch_runs import batch_started_at
 from ranking_pipeline.defs.notification_resources import BatchSlackResource, DagsterUi
 from ranking_pipeline.lib.business_date import describe_run_dates
 from ranking_pipeline.lib.notify import messages as m
@@ -22,8 +22,7 @@ from ranking_pipeline.lib.notify import messages as m
 @dg.sensor(
     name="warn_on_long_batch_run",
     description="Warning to Slack when a BATCH-001 batch has been running for over 15 minutes (from the "
-    "start "
-    "of its scoring run), once per batch (run tag ranking/long_run_warned).",
+    "start of its scoring run), once per batch (run tag ranking/long_run_warned).",
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
 )
@@ -42,11 +41,11 @@ def warn_on_long_batch_run(
     warned = 0
     for record in in_progress:
         run = record.dagster_run
-        batch_id = run.tags.get(BATCH_ID_TAG)
-        batch_runs = [r.dagster_run for r in runs_of_batch(context.instance, batch_id)] if batch_id else [run]
+        scoring = context.instance.get_run_by_id(run.tags.get(SCORED_BY_TAG, ""))
+        batch_runs = [run] + ([scoring] if scoring is not None else [])
         if any(r.tags.get(LONG_RUN_WARNED_TAG) for r in batch_runs):
             continue
-        started = (batch_started_at(context.instance, batch_id) if batch_id else None) or record.start_time
+        started = batch_started_at(context.instance, run) or record.start_time
         if now - started <= LONG_RUN_WARNING_SECONDS:
             continue
         facts = m.LongRunFacts(

@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import dagster as dg
 
-from ranking_pipeline.constants import BATCH_ID_TAG
 from ranking_pipeline.defs.alerts._delivery import deliver
 from ranking_pipeline.defs.batch_runs import batch_started_at
 from ranking_pipeline.defs.jobs import batch_001_rankings_job
@@ -38,10 +37,7 @@ def notify_on_batch_success(
 ) -> None:
     run = context.dagster_run
     record = context.instance.get_run_record_by_id(run.run_id)
-    batch_id = run.tags.get(BATCH_ID_TAG)
-    started = (batch_started_at(context.instance, batch_id) if batch_id else None) or (
-        record.start_time if record else None
-    )
+    started = batch_started_at(context.instance, run)
     duration = record.end_time - started if record and record.end_time and started else None
 
     committed = {

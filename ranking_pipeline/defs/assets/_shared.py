@@ -11,10 +11,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.errors import DagsterExecutionInterruptedError
 from sqlalchemy.engine import Connection
 
 from ranking_pipeline.constants import BUSINESS_DATE_TAG
+from ranking_pipeline.defs.batch_runs import batch_has_ended, lock_holder_id
 from ranking_pipeline.lib.business_date import (
     JST,
     check_business_date,
@@ -50,7 +50,7 @@ def failures_classified() -> Iterator[None]:
     """Around a step's body: deterministic errors end the step at once (no retries), transient ones retry."""
     try:
         yield
-    except (DagsterExecutionInterruptedError, KeyboardInterrupt):
+    except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
         raise
     except Exception as error:
         converted = as_step_failure(error)
@@ -105,10 +105,14 @@ def batch_step(
     process_id: str,
     lock: BatchLock,
     parameters: dict[str, object],
+    *,
+    hand_over_on_success: bool = False,
 ) -> Iterator[BatchStep]:
-    """Design 6.2 logs (start, end, errors with stack trace and count) around a step holding the lock.
+    """Design 6.2 logs (start, end, errors with stack trace and count) around a step holding the lock for its
+    batch (see ``lock_holder_id``): released at the end, or, with ``hand_over_on_success``, kept for the
+    batch's ranking run when the step succeeds.
 
-    A lock held by another run fails the step at once, without retries and before anything is written.
+    A lock held by another batch fails the step at once, without retries and before anything is written.
     """
     name = f"{process_id} {context.op_execution_context.op.name}"
     run_id = context.run.run_id
@@ -122,11 +126,12 @@ def batch_step(
             f"duration {time.monotonic() - started:.2f} s, status {status}"
         )
 
-    def run_ended(other_run_id: str) -> bool:
-        other = context.instance.get_run_by_id(other_run_id)
-        return other is not None and other.is_finished
-
-    holding = lock.held(run_id, run_ended)
+    succeeded = False
+    holding = lock.held(
+        lock_holder_id(context.run),
+        lambda holder_id: batch_has_ended(context.instance, holder_id),
+        hand_over=lambda: succeeded and hand_over_on_success,
+    )
     try:
         holder = holding.__enter__()
     except LockHeldError as error:
@@ -136,7 +141,7 @@ def batch_step(
     step = BatchStep(lock=lock, token=holder.token)
     try:
         yield step
-    except (DagsterExecutionInterruptedError, KeyboardInterrupt):
+    except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
         # Dagster retries interrupted steps that have a RetryPolicy; a run that was terminated (or timed
         # out) must not write again once it has ended, so stop here for good. Nothing is logged: logging
         # itself can be interrupted now.
@@ -154,6 +159,9 @@ def batch_step(
             raise
         raise converted from error
     else:
+        succeeded = True
         log_end("SUCCESS", step.processed)
+        if hand_over_on_success:
+            context.log.info(f"{name}: the lock stays with this batch until its ranking run takes it")
     finally:
         holding.__exit__(None, None, None)  # stops the heartbeat and releases (never raises)

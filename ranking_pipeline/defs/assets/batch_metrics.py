@@ -2,9 +2,9 @@ import datetime as dt
 from collections import defaultdict
 
 import dagster as dg
-from dagster._time import get_current_datetime
 
-from ranking_pipeline.constants import ASSET_GROUP, BATCH_001_JOBS, BATCH_ID_TAG, OWNERS
+from ranking_pipeline.constants import ASSET_GROUP, BATCH_001_JOBS, OWNERS, SCORED_BY_TAG
+from ranking_pipeline.dagster_internals import get_current_datetime
 from ranking_pipeline.defs.resources import RankingDatabase
 from ranking_pipeline.lib import metrics
 from ranking_pipeline.lib.business_date import JST
@@ -17,7 +17,7 @@ def _batch_facts(instance: dg.DagsterInstance) -> list[metrics.RunFact]:
     by_batch: dict[str, list[dg.RunRecord]] = defaultdict(list)
     for job_name in BATCH_001_JOBS:
         for record in instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=RUN_HISTORY_LIMIT):
-            by_batch[record.dagster_run.tags.get(BATCH_ID_TAG) or record.dagster_run.run_id].append(record)
+            by_batch[record.dagster_run.tags.get(SCORED_BY_TAG) or record.dagster_run.run_id].append(record)
 
     def when(timestamp: float | None) -> dt.datetime | None:
         return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC) if timestamp else None

@@ -3,20 +3,17 @@ import time
 from collections.abc import Iterator
 
 import dagster as dg
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData,
-)
 
 from ranking_pipeline.constants import (
     ASSET_GROUP,
     BATCH_001_PROCESS_ID,
-    BATCH_ID_TAG,
     OWNERS,
     RANKINGS_INTEGRITY_CHECK,
     RANKINGS_ROW_COUNT_ANOMALY_CHECK,
     RANKINGS_WRITER_POOL,
     USERS_CONTRACT_CHECK,
 )
+from ranking_pipeline.dagster_internals import AssetCheckEvaluationTargetMaterializationData
 from ranking_pipeline.defs.assets._shared import (
     BATCH_RETRY_POLICY,
     BatchStep,
@@ -28,10 +25,9 @@ from ranking_pipeline.defs.assets._shared import (
 )
 from ranking_pipeline.defs.assets.daily_order_aggregates import daily_order_aggregates
 from ranking_pipeline.defs.assets.user_scores import user_scores
-from ranking_pipeline.defs.batch_runs import limit_run_to_batch_deadline, scoring_run_of_batch
 from ranking_pipeline.defs.partitions import DATE_DIMENSION, business_date_partitions
 from ranking_pipeline.defs.resources import BatchLockResource, RankingCache, RankingDatabase
-from ranking_pipeline.lib.business_date import WINDOW_DAYS, check_business_date, window_days
+from ranking_pipeline.lib.business_date import JST, WINDOW_DAYS, check_business_date, window_days
 from ranking_pipeline.lib.checks import (
     DEFAULT_ANOMALY_THRESHOLD,
     IntegrityReport,
@@ -91,13 +87,6 @@ def _require_fresh_scores(context: dg.AssetExecutionContext, connection, busines
             f"user_scores for {business_date} is missing or older than the aggregates for range(s) "
             + ", ".join(not_ready)
         )
-        batch_id = context.run.tags.get(BATCH_ID_TAG)
-        scoring = scoring_run_of_batch(context.instance, batch_id) if batch_id else None
-        if scoring is not None and scoring.dagster_run.status != dg.DagsterRunStatus.SUCCESS:
-            why = (
-                f"this batch's scoring run {scoring.dagster_run.run_id} ended "
-                f"{scoring.dagster_run.status.value} ({why}); see that run's error"
-            )
         raise StaleScoresError(
             f"cannot rank {business_date}: {why}. Materialize those user_scores partitions for "
             f"{business_date} first; the previous rankings of {business_date} are unchanged"
@@ -253,7 +242,15 @@ def _checks(
                 "D "
                 "is missing or stale. Afterwards the rankings cache keys in Redis are deleted and the dates "
                 "older than RANKING_RETENTION_DAYS (default 400) are dropped from user_scores and rankings, "
-                "whole partitions at a time."
+                "whole partitions at a time.\n\n"
+                "Every night the ranking of D = yesterday (JST) is due by 09:00 JST: the freshness policy "
+                "shows whether a ranking was committed since 03:00, and alert_on_missed_ranking pages "
+                "on-call, naming why, when D's is missing."
+            ),
+            # Dagster's cron policy looks at the asset's latest materialization, not at D's partition: the
+            # missed-ranking alert checks D itself.
+            freshness_policy=dg.FreshnessPolicy.cron(
+                deadline_cron="0 9 * * *", lower_bound_delta=dt.timedelta(hours=6), timezone=JST.key
             ),
             deps=[
                 "users",
@@ -332,14 +329,6 @@ def rankings(
             ):  # else that blocking check has just passed
                 with engine.connect() as connection:
                     raise_if_defects(user_defects(connection), "users")
-            batch_id = context.run.tags.get(BATCH_ID_TAG)
-            limit = (
-                limit_run_to_batch_deadline(context.instance, context.run.run_id, batch_id)
-                if batch_id
-                else None
-            )
-            if limit is not None:
-                context.log.info(f"batch {batch_id}: {limit:.0f} s left of its 30 minutes for this run")
             lock = batch_lock.for_process(BATCH_001_PROCESS_ID, database.engine())
             parameters = {"business_dates": ", ".join(str(day) for day in dates)}
             with batch_step(context, BATCH_001_PROCESS_ID, lock, parameters) as step:

@@ -42,7 +42,7 @@ from ranking_pipeline.lib.business_date import (
 from ranking_pipeline.lib.contract import raise_if_defects, user_defects, window_overflow
 from ranking_pipeline.lib.partitions import USER_SCORES, ensure_date_partition
 from ranking_pipeline.lib.queries import batch_transaction, replace_user_scores
-from ranking_pipeline.lib.ranges import UserIdRange, range_for_key
+from ranking_pipeline.lib.ranges import USER_ID_RANGES, UserIdRange, range_for_key
 from ranking_pipeline.lib.state import (
     COMPLETED,
     USER_SCORES_ASSET,
@@ -283,7 +283,10 @@ def user_scores(context: dg.AssetExecutionContext, database: RankingDatabase, ba
             "partitions": len(context.partition_keys),
             "resume": _resumes(context),
         }
-        with batch_step(context, BATCH_001_PROCESS_ID, lock, parameters) as step:
+        every_range = all(len(keys) == len(USER_ID_RANGES) for keys in ranges_by_date.values())
+        with batch_step(
+            context, BATCH_001_PROCESS_ID, lock, parameters, hand_over_on_success=every_range
+        ) as step:
             if _forced(context):  # a full recompute re-reads the windows' orders first (late orders, fixes)
                 window_union = sorted({day for business_date in dates for day in window_days(business_date)})
                 for first, last in contiguous_spans(window_union):

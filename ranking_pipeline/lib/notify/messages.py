@@ -4,6 +4,7 @@
 |---|---|---|
 | a run of the batch failed | Critical | Slack + mail |
 | the run failed because it exceeded its maximum runtime | Critical | Slack + mail + PagerDuty |
+| the rankings of D not committed by the deadline (09:00 JST) | Critical | Slack + mail + PagerDuty |
 | BATCH-001 still running after 15 minutes | Warning | Slack |
 | ranked rows under 50 % of the previous business date | Warning | Slack |
 | BATCH-001 succeeded (completion notice) | Info | Slack |
@@ -91,6 +92,15 @@ class LongRunFacts:
     running_seconds: float
     threshold_seconds: int
     max_runtime_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class MissedRankingFacts:
+    business_date: str
+    deadline: str  # e.g. "09:00 JST on 2026-11-28"
+    reason: str  # one line: the days not aggregated, the failed run and step, or that nothing started
+    run_id: str | None = None  # the batch's run the reason names, if any
+    run_url: str | None = None
 
 
 # --- routing and suppression ---------------------------------------------------------------------------
@@ -269,3 +279,53 @@ def pagerduty_trigger(facts: FailureFacts, routing_key: str) -> dict:
         },
         "links": [{"href": facts.run_url, "text": "Dagster run"}],
     }
+
+
+# --- the night that did not happen ---------------------------------------------------------------------
+
+
+def missed_ranking_title(facts: MissedRankingFacts) -> str:
+    return f"Critical: no rankings for business date {facts.business_date} by {facts.deadline}"
+
+
+def missed_ranking_slack_text(facts: MissedRankingFacts) -> str:
+    lines = [
+        f":rotating_light: *{missed_ranking_title(facts)}*",
+        f"*Why:* {facts.reason}",
+        "BATCH-002 would mail from the previous ranking. On-call has been paged.",
+    ]
+    if facts.run_url and facts.run_id:
+        lines.append(f"<{facts.run_url}|Open run {facts.run_id[:8]} in Dagster>")
+    return "\n".join(lines)
+
+
+def missed_ranking_mail(facts: MissedRankingFacts) -> tuple[str, str]:
+    body = [
+        missed_ranking_title(facts),
+        "",
+        f"Business date: {facts.business_date}",
+        f"Deadline:      {facts.deadline}",
+        f"Why:           {facts.reason}",
+    ]
+    if facts.run_url:
+        body.append(f"Open the run:  {facts.run_url}")
+    return f"[BATCH-001] {missed_ranking_title(facts)}", "\n".join(body) + "\n"
+
+
+def missed_ranking_pagerduty(facts: MissedRankingFacts, routing_key: str) -> dict:
+    """One incident per business date (the dedup key), whatever re-sends it."""
+    event = {
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": f"ranking_pipeline/missed_ranking/{facts.business_date}",
+        "payload": {
+            "summary": missed_ranking_title(facts),
+            "source": "ranking_pipeline",
+            "severity": "critical",
+            "component": "BATCH-001",
+            "custom_details": {"business_date": facts.business_date, "why": facts.reason},
+        },
+    }
+    if facts.run_url:
+        event["links"] = [{"href": facts.run_url, "text": "Dagster run"}]
+    return event
