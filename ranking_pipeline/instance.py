@@ -1,4 +1,12 @@
-"""The project's Dagster instance, as the command line opens it (the instance `dagster dev` shows)."""
+"""The project's Dagster instance: one per DAGSTER_HOME, whichever folder a process starts in.
+
+dagster.yaml keeps runs, event logs and ticks in ``.ranking_pipeline/dagster``, a relative path. Dagster's own
+SQLite storage resolves it against each process's current folder, so processes sharing a DAGSTER_HOME that
+holds a copy of dagster.yaml (what Dagster's docs tell people to do) but started in different folders would
+write different instances. ``HomeRelativeSqliteStorage`` resolves it against DAGSTER_HOME when that is set
+(the folder of the dagster.yaml every process then reads), else against the current folder (where `dagster
+dev` finds ./dagster.yaml, so `dagster dev` and the command line started in the project share one instance).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,25 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+
+
+def storage_folder(base_dir: str) -> str:
+    """``base_dir`` made absolute: relative to DAGSTER_HOME when it is set, else to the current folder."""
+    home = os.environ.get("DAGSTER_HOME")
+    anchor = Path(home).expanduser() if home else Path.cwd()
+    return str(anchor / base_dir)  # an absolute base_dir stays as it is
+
+
+class HomeRelativeSqliteStorage(DagsterSqliteStorage):
+    """Dagster's SQLite storage whose relative ``base_dir`` is relative to DAGSTER_HOME when it is set.
+
+    dagster.yaml names it under ``storage: custom:`` (config ``base_dir``, a string or ``{env: NAME}``).
+    """
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value) -> HomeRelativeSqliteStorage:
+        return cls.from_local(storage_folder(config_value["base_dir"]), inst_data=inst_data)
 
 
 @contextmanager
