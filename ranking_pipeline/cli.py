@@ -139,7 +139,7 @@ def _seed(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ranking_pipeline.batch_runner import run_batch
     from ranking_pipeline.definitions import defs
-    from ranking_pipeline.local_runs import project_instance
+    from ranking_pipeline.instance import project_instance
 
     business_date = check_business_date(args.date or last_complete_day(), source="--date")
     definitions = defs()

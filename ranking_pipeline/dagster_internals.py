@@ -27,6 +27,10 @@ from dagster._core.remote_origin import (  # noqa: F401
 # The status of an asset check execution record (planned, succeeded, failed): the anomaly alert reads
 # records from instance.event_log_storage, whose record type is public but whose status enum is not.
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus  # noqa: F401
+
+# dagster.yaml's storage relative to DAGSTER_HOME, whatever folder a process starts in: Dagster's `sqlite:`
+# storage resolves a relative base_dir against the current folder, and only a storage class can change that.
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage  # noqa: F401
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin  # noqa: F401
 
 # Dagster's clock, which the daemon's run monitoring also reads: the long-run warning and the batch

@@ -21,7 +21,7 @@ SHUTDOWN_SECONDS = 60
 
 
 def _set_pool_limit() -> None:
-    from ranking_pipeline.local_runs import project_instance
+    from ranking_pipeline.instance import project_instance
 
     with project_instance() as (instance, _):
         instance.event_log_storage.set_concurrency_slots(RANKINGS_WRITER_POOL, RANKINGS_WRITER_POOL_LIMIT)

