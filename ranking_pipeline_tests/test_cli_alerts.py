@@ -76,7 +76,7 @@ def test_a_failing_and_a_succeeding_cli_run_are_alerted_once_each(
             working_directory=str(PROJECT_ROOT),
             location_name="ranking_pipeline",
         )
-        now = dt.datetime(2026, 11, 28, 2, 0, tzinfo=dt.UTC)  # 11:00 JST: the gate has nothing to start
+        now = dt.datetime(2026, 11, 27, 15, 0, tzinfo=dt.UTC)  # 00:00 JST: nothing nightly is due
         with (
             dg.DagsterInstance.from_config(str(dagster_home)) as instance,
             create_test_daemon_workspace_context(target, instance) as workspace,
@@ -103,11 +103,13 @@ def test_a_failing_and_a_succeeding_cli_run_are_alerted_once_each(
         mails = smtp.received
 
     assert {run.remote_job_origin.location_name for run in runs} == {"ranking_pipeline"}
+    # about runs (the code server's missed-ranking alert reads the real clock: it may page for the real day)
+    texts = [text for text in texts if "/runs/" in text]
     [failure] = [text for text in texts if "Critical" in text]
     assert "Critical: batch_000_job failed (business date 2026-10-29 .. 2026-11-27)" in failure
     assert "users whose completed orders of one day sum beyond NUMERIC(14,2)" in failure
     [notice] = [text for text in texts if "BATCH-001 completed" in text]
     assert f"for business date {D}" in notice
     assert len(texts) == 2
-    [mail] = mails
+    [mail] = [mail for mail in mails if "no rankings for" not in mail.message["Subject"]]
     assert "batch_000_job failed" in mail.message["Subject"]

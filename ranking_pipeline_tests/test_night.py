@@ -18,7 +18,9 @@ import pytest
 import yaml
 from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
 from dagster._core.workspace.load_target import ModuleTarget
+from dagster._daemon.freshness import FreshnessDaemon
 from dagster._daemon.sensor import execute_sensor_iteration
+from dagster_graphql.test.utils import execute_dagster_graphql
 
 from ranking_pipeline.batch_runner import aggregate_days
 from ranking_pipeline.constants import (
@@ -70,7 +72,7 @@ def daemon(engine, database_url, tmp_path, monkeypatch):
         working_directory=str(PROJECT_ROOT),
         location_name="ranking_pipeline",
     )
-    now = [dt.datetime(2026, 11, 28, 2, 0, tzinfo=dt.UTC)]  # 11:00 JST: nothing nightly to start
+    now = [dt.datetime(2026, 11, 27, 15, 0, tzinfo=dt.UTC)]  # 00:00 JST: nothing nightly is due
     with (
         dg.DagsterInstance.from_config(str(tmp_path)) as instance,
         create_test_daemon_workspace_context(target, instance) as workspace,
@@ -82,11 +84,11 @@ def daemon(engine, database_url, tmp_path, monkeypatch):
                 list(execute_sensor_iteration(workspace, logging.getLogger("sensors"), None, None))
 
         tick()  # the sensors start watching
-        yield instance, tick
+        yield instance, tick, workspace
 
 
 def test_the_ranking_run_follows_a_successful_scoring_and_a_failed_scoring_starts_none(engine, daemon):
-    instance, tick = daemon
+    instance, tick, _ = daemon
     definitions = project_defs(engine.url.render_as_string(hide_password=False))
     seed(engine, 300, end_date=D, random_seed=5)
     aggregate_days(definitions, instance, D - dt.timedelta(days=29), D)
@@ -293,3 +295,42 @@ def test_nothing_started_pages_saying_so_and_a_good_night_pages_nobody(
     good, _ = _deadline_tick(instance, definitions, at(9, 0), None, resources)  # a fresh cursor: a new day
     assert "are committed" in good.skip_message
     assert len(slack_messages(slack)) == 1
+
+
+FRESHNESS = """
+{ assetNodes(assetKeys: [{path: ["rankings"]}]) {
+    freshnessStatusInfo { freshnessStatus }
+    internalFreshnessPolicy { ... on CronFreshnessPolicy { deadlineCron lowerBoundDeltaSeconds timezone } }
+} }
+"""
+
+
+def test_the_ui_shows_rankings_degraded_after_a_missed_night_and_healthy_after_a_good_one(daemon):
+    instance, _, workspace = daemon
+
+    def freshness_at(when: dt.datetime) -> dict:
+        with freeze_time(when):
+            list(FreshnessDaemon().run_iteration(workspace))  # the daemon's evaluation, one iteration
+        answer = execute_dagster_graphql(workspace.create_request_context(), FRESHNESS)
+        assert not answer.errors, answer.errors
+        [node] = answer.data["assetNodes"]
+        return node
+
+    def ranked(business_date: dt.date) -> None:  # that night's ranking lands at 03:12 JST
+        with freeze_time(at(3, 12) + (business_date - D)):
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key="rankings", partition=business_date.isoformat())
+            )
+
+    ranked(D - dt.timedelta(days=1))
+    missed = freshness_at(at(9, 5))  # nothing committed for D by 09:00 JST
+    ranked(D + dt.timedelta(days=1))
+    healthy = freshness_at(at(9, 5) + dt.timedelta(days=1))
+
+    assert missed["internalFreshnessPolicy"] == {
+        "deadlineCron": "0 9 * * *",
+        "lowerBoundDeltaSeconds": 6 * 3600,
+        "timezone": "Asia/Tokyo",
+    }
+    assert missed["freshnessStatusInfo"]["freshnessStatus"] == "DEGRADED"
+    assert healthy["freshnessStatusInfo"]["freshnessStatus"] == "HEALTHY"
