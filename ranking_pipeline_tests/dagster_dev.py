@@ -143,12 +143,12 @@ class DagsterDev:
         """The ranking run that the daemon's sensor started after the scoring run succeeded, once finished."""
         scoring = self.wait_for_run(scoring_run_id)
         assert scoring["status"] == "SUCCESS", f"scoring run {scoring['status']}\n{self.log_tail()}"
+        tags = {tag["key"]: tag["value"] for tag in scoring["tags"]}
+        scored_by = tags.get("dagster/backfill", scoring_run_id)  # a backfill's runs are one batch
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             following = [
-                run
-                for run in self.runs()
-                if {"key": "ranking/scored_by", "value": scoring_run_id} in run["tags"]
+                run for run in self.runs() if {"key": "ranking/scored_by", "value": scored_by} in run["tags"]
             ]
             if following:
                 [ranking] = following

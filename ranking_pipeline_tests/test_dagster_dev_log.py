@@ -26,9 +26,10 @@ SENSOR_ERROR = (
     "2026-11-28 22:03:50 +0000 - dagster - ERROR - __repository__ - alert_on_run_failure - slack alert for "
     "run e07cf403 FAILED: URLError: <urlopen error [Errno -2] Name or service not known>"
 )
-GAVE_UP = (
-    "2026-11-28 22:03:50 +0000 - dagster - ERROR - __repository__ - start_batch_001_on_aggregates_landed - "
-    "gave up on BATCH-001 for 2026-11-28 at 09:00 JST: BATCH-000 has not finished"
+MISSED = (
+    "2026-11-28 22:03:50 +0000 - dagster - ERROR - __repository__ - alert_on_missed_ranking - Critical: "
+    "no rankings for business date 2026-11-28 by 09:00 JST on 2026-11-29: BATCH-000 has not aggregated "
+    "2026-11-28"
 )
 OUR_TRACEBACK = [
     "Traceback (most recent call last):",
@@ -66,10 +67,10 @@ def test_a_traceback_through_our_code_fails_with_all_its_lines_and_others_do_not
 
 
 def test_allowed_errors_are_listed_apart_and_unlabelled_ones_fail():
-    allowed = (re.compile(r" - start_batch_001_on_aggregates_landed - gave up on BATCH-001 for "),)
+    allowed = (re.compile(r" - alert_on_missed_ranking - Critical: no rankings for business date "),)
     unlabelled = (re.compile(r"^Failed postgres command"),)
 
-    scan = scan_log("\n".join([GAVE_UP, UNLABELLED, INFO]), OURS, allowed, unlabelled)
+    scan = scan_log("\n".join([MISSED, UNLABELLED, INFO]), OURS, allowed, unlabelled)
 
-    assert scan.allowed == [GAVE_UP]
+    assert scan.allowed == [MISSED]
     assert scan.problems == [UNLABELLED]

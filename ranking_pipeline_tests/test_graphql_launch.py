@@ -252,6 +252,18 @@ def test_a_backfill_of_three_dates_from_the_uis_api_materializes_exactly_those_d
     runs = {
         run["runId"] for run in dev.runs() if {"key": "dagster/backfill", "value": backfill_id} in run["tags"]
     }
+    by_asset: dict[str, list[dict]] = {"user_scores": [], "rankings": []}
+    for run_id in runs:
+        run = dev.run(run_id)
+        by_asset[run["assetSelection"][0]["path"][0]].append(run)
+    [ranking_run] = by_asset["rankings"]  # one run ranks the three dates
+    gap = ranking_run["startTime"] - max(run["endTime"] for run in by_asset["user_scores"])
+    print(
+        f"backfill of 3 dates: {len(by_asset['user_scores'])} user_scores run(s), 1 rankings run, "
+        f"started {gap:.0f} s after the last scoring run ended"
+    )
+    assert 1 <= len(by_asset["user_scores"]) <= 3
+    assert gap >= 0
     dates = [str(first + dt.timedelta(days=offset)) for offset in range(3)]
     for asset, expected in (
         ("rankings", set(dates)),

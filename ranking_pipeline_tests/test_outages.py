@@ -19,7 +19,7 @@ import redis
 import sqlalchemy as sa
 
 from ranking_pipeline.batch_runner import BatchRunFailed, run_batch_runs
-from ranking_pipeline.constants import BATCH_001_RANKINGS_JOB, BATCH_001_SCORES_JOB
+from ranking_pipeline.constants import BATCH_001_RANKINGS_JOB, BATCH_001_SCORES_JOB, SCORED_BY_TAG
 from ranking_pipeline.defs.alerts.failure import alert_on_run_failure
 from ranking_pipeline.defs.alerts.success import notify_on_batch_success
 from ranking_pipeline.downstream import start_on_rankings_committed
@@ -152,7 +152,7 @@ def _assert_batch_succeeded_once(engine, instance, definitions, redis_client=Non
         r for r in batch_runs(instance, BATCH_001_SCORES_JOB) if r.tags.get("ranking/force_recompute")
     ]
     [ranking] = [
-        r for r in batch_runs(instance, BATCH_001_RANKINGS_JOB) if r.tags.get("ranking/force_recompute")
+        r for r in batch_runs(instance, BATCH_001_RANKINGS_JOB) if r.tags.get(SCORED_BY_TAG) == scoring.run_id
     ]
     assert (scoring.status, ranking.status) == (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.SUCCESS)
     deadline = time.monotonic() + 30  # a release that met the outage is finished in the background

@@ -8,12 +8,11 @@ import datetime as dt
 import shutil
 
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 
 from ranking_pipeline.defs import sensors
 from ranking_pipeline.defs.alerts.success import notify_on_batch_success
-from ranking_pipeline.defs.resources import RankingDatabase
+from ranking_pipeline.defs.resources import Clock, RankingDatabase
 from ranking_pipeline.lib.business_date import JST
 from ranking_pipeline.lib.seed import create_input_tables, seed
 from ranking_pipeline_tests.fakes import fake_slack, slack_messages, slack_resource, tcp_proxy
@@ -23,14 +22,13 @@ D = dt.date(2026, 11, 27)
 AT_03_30 = dt.datetime(2026, 11, 28, 3, 30, tzinfo=JST)
 
 
-@pytest.fixture(autouse=True)
-def at_03_30(monkeypatch):
-    monkeypatch.setattr(sensors, "now_jst", lambda: AT_03_30)  # the clock is the outside world here
-
-
 def gate_tick(instance, definitions, database: RankingDatabase) -> str:
     result = sensor_tick(
-        sensors.start_batch_001_on_aggregates_landed, instance, definitions, database=database
+        sensors.start_batch_001_on_aggregates_landed,
+        instance,
+        definitions,
+        database=database,
+        clock=Clock(fixed_at=AT_03_30.isoformat()),  # the clock is passed in
     )
     assert not result.run_requests
     return result.skip_message

@@ -66,8 +66,9 @@ def nightly_start(
             missing = missing_aggregate_days(connection, business_date)
             ranked_by = ranked_from_current_aggregates(connection, business_date)
     except Exception as error:  # the next evaluation tries again with a fresh connection
+        why = explain_database_error(error, database.describe())
         return dg.SkipReason(
-            f"BATCH-001 for {business_date} not started: {explain_database_error(error, database.describe())}"
+            f"BATCH-001 for {business_date} not started: {why}; checking again in a minute (the catch-up sensor)"
         )
     started = automated_start_for(instance, business_date)
     already = (
