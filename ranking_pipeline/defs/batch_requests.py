@@ -68,7 +68,8 @@ def nightly_start(
     except Exception as error:  # the next evaluation tries again with a fresh connection
         why = explain_database_error(error, database.describe())
         return dg.SkipReason(
-            f"BATCH-001 for {business_date} not started: {why}; checking again in a minute (the catch-up sensor)"
+            f"BATCH-001 for {business_date} not started: {why}; "
+            "checking again in a minute (the catch-up sensor)"
         )
     started = automated_start_for(instance, business_date)
     already = (
