@@ -112,9 +112,20 @@ def _redis_url(value: str) -> None:
         raise ValueError("expected a host name after its '@', e.g. redis://:password@host:6379/0")
 
 
+def _address(value: str) -> None:
+    name, at, domain = value.strip().rpartition("@")
+    if not (name and at and domain) or any(character.isspace() for character in value.strip()):
+        raise ValueError("expected a mail address, e.g. batch@example.com")
+
+
 def _addresses(value: str) -> None:
     if not all("@" in address.strip() for address in value.split(",") if address.strip()):
         raise ValueError("expected comma-separated mail addresses")
+
+
+def _host(value: str) -> None:
+    if not is_plain_host(value):
+        raise ValueError("expected a host name or IP address (no scheme, no port), e.g. smtp.example.com")
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -169,14 +180,16 @@ SETTINGS: tuple[Setting, ...] = (
         check=_http_url,
         url=True,
     ),
-    Setting("RANKING_SMTP_HOST", "SMTP server for failure mail"),
+    Setting("RANKING_SMTP_HOST", "SMTP server for failure mail", check=_host),
     Setting("RANKING_SMTP_PORT", "SMTP port", "587", check=_port),
     Setting(
         "RANKING_SMTP_TLS", "none, starttls or ssl", "starttls", check=_one_of("none", "starttls", "ssl")
     ),
     Setting("RANKING_SMTP_USER", "SMTP login user"),
     Setting("RANKING_SMTP_PASSWORD", "SMTP login password", secret=True),
-    Setting("RANKING_ALERT_MAIL_FROM", "sender of failure mail", "ranking-pipeline@localhost"),
+    Setting(
+        "RANKING_ALERT_MAIL_FROM", "sender of failure mail", "ranking-pipeline@localhost", check=_address
+    ),
     Setting("RANKING_ALERT_MAIL_TO", "comma-separated recipients of failure mail", check=_addresses),
     Setting(
         "RANKING_DAGSTER_UI_URL",
