@@ -362,13 +362,16 @@ VALIDATED = [
 
 
 @pytest.mark.parametrize("why", VALIDATED)
-def test_dagster_definitions_validate_starts_with_the_same_line_and_shows_no_secret(why, tmp_path):
-    """The real command (it loads the location in a code server process, as `dagster dev` does)."""
+def test_dagster_definitions_validate_starts_with_the_same_line_and_shows_no_secret(
+    why, dagster_home, workdir
+):
+    """The real command (it loads the location in a code server process, as `dagster dev` does), on an
+    instance of its own rather than the project folder's."""
     index = [case_why for _, case_why in SECRET_CASES].index(why)
     values, secret = _with_secret(SECRET_CASES[index][0], index)
-    env = _environment(tmp_path, values)
-    env.pop("DAGSTER_HOME")
-    command_line = cli("lock", "status", env=env)
+    env = _environment(dagster_home, values)
+    command_line = cli("lock", "status", env=env, cwd=str(workdir))
+    _nothing_written(dagster_home, workdir)
 
     done = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
@@ -385,3 +388,5 @@ def test_dagster_definitions_validate_starts_with_the_same_line_and_shows_no_sec
     after = output.split("Validation failed for code location ranking_pipeline:")[1].lstrip("\n")
     assert after.splitlines()[0] == LOAD_ERROR_CLASS + sentence, output[-3000:]
     assert secret not in output and not SECRET.search(output)
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        assert instance.get_runs_count() == 0
