@@ -2,7 +2,8 @@
 
 Every mistake a person can make (a bad date or argument, a wrong setting, an unreachable database, input that
 breaks the data contract, a failed run) ends with one line on stderr naming what is wrong and what to do, and
-a non-zero exit: 2 when nothing was run or written, 1 when a run failed.
+a non-zero exit: 2 when nothing was run or written, 1 when a run failed. Arguments, then settings, then the
+database are checked before a command does anything; no line ever shows a secret (``lib/redact.py``).
 """
 
 from __future__ import annotations
@@ -113,20 +114,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _database():
-    """The project's database resource, configured from the environment as the code location is."""
+class DevArgumentError(ValueError):
+    """An argument `ranking-pipeline dev` would pass on to `dagster dev` is wrong."""
+
+
+def _check_dev_arguments(arguments: list[str]) -> None:
+    """`dagster dev`'s own parser on the arguments passed on to it: a mistake is one line before anything
+    starts (rather than dagster dev's usage text after the instance was prepared)."""
+    import click
+
+    from ranking_pipeline.dagster_internals import dev_command
+
+    try:
+        context = dev_command.make_context("dagster dev", list(arguments))
+    except click.exceptions.Exit:  # --version and the like: dagster dev shows it
+        return
+    except click.ClickException as error:
+        raise DevArgumentError(f"dagster dev: {error.format_message()}") from None
+    port = context.params.get("port")
+    if port is not None and not (str(port).isdigit() and 0 < int(port) < 65536):
+        raise DevArgumentError(f"dagster dev: option -p/--port: expected a TCP port number, got {port!r}")
+
+
+def _database(*, start_embedded: bool = True):
+    """The project's database resource, configured from the environment as the code location is, once it has
+    answered at once (the embedded server is started for that only with ``start_embedded``)."""
+    from ranking_pipeline.defs.resources import project_resources
+    from ranking_pipeline.lib.db import check_reachable
+
+    database = project_resources()["database"].process_config_and_initialize()
+    if database.url or start_embedded:
+        check_reachable(database.engine(), database.describe())
+    return database
+
+
+def _redis_answers() -> None:
+    """A configured Redis answers at once (a run would otherwise wait for it, then fail)."""
     from ranking_pipeline.defs.resources import project_resources
 
-    return project_resources()["database"].process_config_and_initialize()
+    with project_resources()["redis"].process_config_and_initialize_cm() as redis:
+        if redis.configured:
+            redis.client(patience=0)
 
 
 def _seed(args: argparse.Namespace) -> int:
-    from ranking_pipeline.lib.db import check_reachable
     from ranking_pipeline.lib.seed import seed
 
     database = _database()
     engine = database.engine()
-    check_reachable(engine, database.describe())
     end_date = args.end_date or last_complete_day()
     summary = seed(engine, args.users, end_date=end_date, random_seed=args.seed)
     print(
@@ -142,6 +177,8 @@ def _run(args: argparse.Namespace) -> int:
     from ranking_pipeline.instance import project_instance
 
     business_date = check_business_date(args.date or last_complete_day(), source="--date")
+    _database()
+    _redis_answers()
     definitions = defs()
     with project_instance() as (instance, where):
         summary = run_batch(definitions, instance, business_date, quiet=not args.verbose, force=args.force)
@@ -174,12 +211,14 @@ def _lock(args: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from ranking_pipeline.dev import run_dagster_dev
 
+    _database(start_embedded=False)  # a configured server must answer; the embedded one starts on first use
     return run_dagster_dev(args.dagster_args)
 
 
 def _bench(args: argparse.Namespace) -> int:
     from ranking_pipeline.bench import run_benchmark
 
+    _database()  # its server is where the benchmark database is created
     run_benchmark(
         args.users,
         args.runs,
@@ -192,11 +231,13 @@ def _bench(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from ranking_pipeline.batch_runner import BatchRunFailed
+    from ranking_pipeline.instance import DagsterHomeError
     from ranking_pipeline.lib.contract import InputContractError
     from ranking_pipeline.lib.db import DatabaseConfigError, DatabaseUnreachableError
     from ranking_pipeline.lib.errors import StoreUnreachableError
+    from ranking_pipeline.lib.redact import scrub
     from ranking_pipeline.lib.schema import InputSchemaError
-    from ranking_pipeline.lib.settings import SettingsError
+    from ranking_pipeline.lib.settings import SettingsError, secret_pieces_of, validate
     from ranking_pipeline.lock_admin import LockAdminError
 
     parser = build_parser()
@@ -205,22 +246,32 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.dagster_args = extra
     handlers = {"seed": _seed, "run": _run, "lock": _lock, "dev": _dev, "bench": _bench}
+
+    def say(error: BaseException) -> None:
+        line = " ".join(str(error).splitlines())  # one line, whatever the error's text
+        print(f"ranking-pipeline: error: {scrub(line, secret_pieces_of())}", file=sys.stderr)
+
     try:
+        if args.command == "dev":
+            _check_dev_arguments(extra)
+        validate()  # every setting, before any command does anything (as the code location's load does)
         return handlers[args.command](args)
     except (
         BusinessDateError,
+        DagsterHomeError,
         DatabaseConfigError,
         DatabaseUnreachableError,
+        DevArgumentError,
         InputContractError,
         InputSchemaError,
         LockAdminError,
         SettingsError,
         StoreUnreachableError,
     ) as error:
-        print(f"ranking-pipeline: error: {error}", file=sys.stderr)
+        say(error)
         return EXIT_BAD_INPUT
     except BatchRunFailed as error:
-        print(f"ranking-pipeline: error: {error}", file=sys.stderr)
+        say(error)
         return EXIT_BAD_INPUT if error.input_error else EXIT_RUN_FAILED
 
 

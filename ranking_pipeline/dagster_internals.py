@@ -8,6 +8,9 @@ each of them and fails, naming the one that moved, if an upgrade breaks it.
 # dg.execute_job creates runs without an origin, and there is no public way to give a run one.
 # A check result counts as current in the UI only when it names the materialization it checked; the public
 # AssetCheckResult has no argument for it, so the checks of rankings yield AssetCheckEvaluation with it.
+# `ranking-pipeline dev` checks the arguments it passes on to `dagster dev` with dagster dev's own parser, so
+# a mistake is one line before anything starts; the click command is not exported publicly.
+from dagster._cli.dev import dev_command  # noqa: F401
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # noqa: F401
     AssetCheckEvaluationTargetMaterializationData,
 )

@@ -39,6 +39,10 @@ class HomeRelativeSqliteStorage(DagsterSqliteStorage):
         return cls.from_local(storage_folder(config_value["base_dir"]), inst_data=inst_data)
 
 
+class DagsterHomeError(ValueError):
+    """DAGSTER_HOME names no usable folder (Dagster's own check says which and why, in one line)."""
+
+
 @contextmanager
 def project_instance() -> Iterator[tuple[dg.DagsterInstance, str]]:
     """The Dagster instance `dagster dev` uses when started from the current folder, and a description of it.
@@ -48,7 +52,11 @@ def project_instance() -> Iterator[tuple[dg.DagsterInstance, str]]:
     temporary instance, gone when the command ends.
     """
     if os.environ.get("DAGSTER_HOME"):
-        with dg.DagsterInstance.get() as instance:
+        try:
+            home_instance = dg.DagsterInstance.get()
+        except dg.DagsterInvariantViolationError as error:  # not an absolute path, not a folder
+            raise DagsterHomeError(" ".join(str(error).split())) from None
+        with home_instance as instance:
             yield instance, f"the Dagster instance in DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
         return
     here = Path.cwd()

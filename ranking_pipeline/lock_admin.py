@@ -28,12 +28,18 @@ class LockAdminError(RuntimeError):
 
 @contextmanager
 def _locks() -> Iterator[list[tuple[str, BatchLock, str]]]:
+    """The locks, once the store holding them (Redis, else the ranking database) has answered at once."""
     from ranking_pipeline.defs.resources import project_resources
+    from ranking_pipeline.lib.db import check_reachable
 
     resources = project_resources()
     database = resources["database"].process_config_and_initialize()
     with resources["batch_lock"].process_config_and_initialize_cm() as batch_lock:
         engine = database.engine()
+        if batch_lock.redis.configured:
+            batch_lock.redis.client(patience=0)
+        else:
+            check_reachable(engine, database.describe())
         where = (
             "Redis" if batch_lock.redis.configured else f"table ranking_batch_locks in {database.describe()}"
         )
@@ -61,10 +67,24 @@ def _describe(holder: LockHolder) -> str:
     )
 
 
+def _holder(lock: BatchLock) -> LockHolder | None:
+    """The lock's holder; None too when its table does not exist yet (no batch has run on that database)."""
+    import sqlalchemy as sa
+
+    from ranking_pipeline.lib.db import UNDEFINED_TABLE
+
+    try:
+        return lock.current_holder()
+    except sa.exc.ProgrammingError as error:
+        if getattr(error.orig, "pgcode", None) == UNDEFINED_TABLE:
+            return None
+        raise
+
+
 def lock_status() -> list[str]:
     with _locks() as locks:
         return [
-            f"{lock.key} ({where}): {_describe(holder) if (holder := lock.current_holder()) else 'free'}"
+            f"{lock.key} ({where}): {_describe(holder) if (holder := _holder(lock)) else 'free'}"
             for _, lock, where in locks
         ]
 
@@ -76,7 +96,7 @@ def release_lock(process_id: str, *, force: bool = False) -> str:
 
 
 def _release(lock: BatchLock, where: str, force: bool) -> str:
-    holder = lock.current_holder()
+    holder = _holder(lock)
     if holder is None:
         return f"{lock.key} ({where}) is free: nothing to release"
     status = _run_status(holder.run_id)

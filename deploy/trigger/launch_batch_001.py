@@ -9,18 +9,22 @@ The date defaults to yesterday in JST (the last JST day that has ended). It laun
 starts the ranking run of D, as after the 03:00 schedule. The run waits QUEUED while BATCH-003 or another
 BATCH-001 run is in progress. Prints the scoring run's id.
 
-Before launching anything it asks Dagster for the deployment's first business date and refuses (exit 2, one
-line) a date outside the span the deployment ranks. Exit 1: Dagster did not accept a run.
+Before launching anything it checks its arguments and settings, asks Dagster for the deployment's first
+business date and refuses (exit 2, one line, nothing launched) a bad argument, a bad setting or a date outside
+the span the deployment ranks. Exit 1: Dagster did not answer or did not accept a run. No line ever shows
+DAGSTER_AUTH's value.
 
-DAGSTER_URL   the webserver (default http://127.0.0.1:3000)
+DAGSTER_URL   the webserver (default http://127.0.0.1:3000): http(s)://host[:port], no user:password@
 DAGSTER_AUTH  optional extra header for a proxy in front of it, e.g. "Authorization: Bearer <token>"
 """
 
 import datetime as dt
 import json
 import os
+import re
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 
 LOCATION, REPOSITORY = "ranking_pipeline", "__repository__"
@@ -44,17 +48,61 @@ mutation Launch($executionParams: ExecutionParams!) {
 """
 
 
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # no header value holds them (a tab may)
+
+
+def _secrets():
+    """DAGSTER_AUTH's value and its header value: never in a message."""
+    auth = os.environ.get("DAGSTER_AUTH", "")
+    pieces = {auth, auth.strip(), auth.partition(":")[2].strip()}
+    pieces |= set(auth.partition(":")[2].split())  # "Bearer <token>": the token alone too
+    return sorted((piece for piece in pieces if len(piece) >= 4), key=len, reverse=True)
+
+
 def fail(code, message):
-    print(f"launch_batch_001: {message}", file=sys.stderr)
+    for secret in _secrets():
+        message = message.replace(secret, "***")
+    print(f"launch_batch_001: {' '.join(message.splitlines())}", file=sys.stderr)
     sys.exit(code)
 
 
-def graphql(url, query, variables):
-    headers = {"Content-Type": "application/json"}
+def dagster_url():
+    """DAGSTER_URL, checked: http(s), a host, a numeric port if any, no credentials (exit 2 otherwise)."""
+    url = os.environ.get("DAGSTER_URL", "").strip() or "http://127.0.0.1:3000"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # its message quotes the value
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        fail(
+            2,
+            "DAGSTER_URL: expected the webserver's http(s)://host[:port], e.g. http://dagster.internal:3000",
+        )
+    if "@" in parts.netloc:
+        fail(2, "DAGSTER_URL: no user:password@ in the URL; pass credentials as a header in DAGSTER_AUTH")
+    return url.rstrip("/")
+
+
+def auth_header():
+    """DAGSTER_AUTH as {name: value}; exit 2 when it is set but not one HTTP header."""
     auth = os.environ.get("DAGSTER_AUTH", "")
-    if ":" in auth:
-        name, _, value = auth.partition(":")
-        headers[name.strip()] = value.strip()
+    if not auth.strip():
+        return {}
+    name, colon, value = auth.partition(":")
+    header = colon and HEADER_NAME.fullmatch(name.strip()) and value.strip() and not CONTROL.search(value)
+    if not header:
+        fail(
+            2,
+            "DAGSTER_AUTH=(value hidden): expected one HTTP header as 'Name: value', e.g. "
+            "'Authorization: Bearer <token>'",
+        )
+    return {name.strip(): value.strip()}
+
+
+def graphql(url, query, variables):
+    headers = {"Content-Type": "application/json", **auth_header()}
     body = json.dumps({"query": query, "variables": variables}).encode()
     request = urllib.request.Request(f"{url}/graphql", data=body, headers=headers, method="POST")
     try:
@@ -94,7 +142,8 @@ def main(argv):
         business_date = dt.date.fromisoformat(dates[0]) if dates else last
     except ValueError:
         fail(2, f"invalid date {dates[0]!r}: expected a calendar date as YYYY-MM-DD, for example 2026-11-27")
-    url = os.environ.get("DAGSTER_URL", "http://127.0.0.1:3000").rstrip("/")
+    url = dagster_url()
+    auth_header()
     node = graphql(url, PARTITIONS_QUERY, {})["assetNodeOrError"]
     if node["__typename"] != "AssetNode":
         fail(

@@ -93,12 +93,16 @@ class RankingRedis(dg.ConfigurableResource):
     def configured(self) -> bool:
         return bool(self.url)
 
-    def client(self):
-        """One client (connection pool) per run or tick; the first use waits out a short outage."""
+    def client(self, patience: float | None = None):
+        """One client (connection pool) per run or tick; the first use waits out a short outage (up to
+        ``patience`` seconds, default the store patience)."""
         if self._client is None:
             client = redis_client(self.url)
             wait_until_reachable(
-                client.ping, what=f"Redis at {describe_redis_url(self.url)}", setting="RANKING_REDIS_URL"
+                client.ping,
+                what=f"Redis at {describe_redis_url(self.url)}",
+                setting="RANKING_REDIS_URL",
+                patience=patience,
             )
             self._client = client
         return self._client

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from ranking_pipeline.lib.redact import MASK, url_location
+
 DEFAULT_CACHE_KEY_PATTERN = "ranking:*"
 
 
 def describe_redis_url(url: str) -> str:
-    """The URL without its password (safe for logs and errors)."""
-    parts = urlsplit(url)
+    """Scheme, host, port and database of a Redis URL, never its user part (safe for logs and errors); of a
+    URL that does not pass the RANKING_REDIS_URL check, its scheme and host at most."""
+    from ranking_pipeline.lib.settings import BY_ENV
+
+    try:
+        BY_ENV["RANKING_REDIS_URL"].check(url)
+    except ValueError:
+        return url_location(url)
+    parts = urlsplit(url.strip())
     host = parts.netloc.rpartition("@")[2]
-    user = parts.netloc.rpartition("@")[0].partition(":")[0]
-    return f"{parts.scheme}://{user + ':***@' if '@' in parts.netloc else ''}{host}{parts.path}"
+    database = parts.path if parts.path.strip("/").isdigit() or parts.scheme == "unix" else ""
+    return f"{parts.scheme}://{MASK + '@' if '@' in parts.netloc else ''}{host}{database}"
 
 
 def redis_client(url: str):

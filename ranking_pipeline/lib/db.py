@@ -7,12 +7,20 @@ URL the project uses an embedded PostgreSQL server (``lib/embedded_pg.py``).
 from __future__ import annotations
 
 import threading
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from ranking_pipeline.lib.errors import TransientError
+from ranking_pipeline.lib.redact import (
+    ELIDED,
+    MASK,
+    is_plain_host,
+    is_plain_name,
+    scheme_of,
+    scrub,
+    url_location,
+)
 
 DRIVER = "postgresql+psycopg2"
 CONNECT_TIMEOUT_SECONDS = 10
@@ -27,45 +35,73 @@ class DatabaseUnreachableError(TransientError):
     """The database server did not answer (or, embedded, did not start)."""
 
 
-def _safe_location(url: str) -> str:
-    """Scheme, host and database of a URL that may not parse, without anything from its user part."""
-    parts = urlsplit(str(url))
-    host = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme or '?'}://…@{host}{parts.path}"
+def _database_url_problem(text: str) -> str | None:
+    """What is wrong with a database URL written as text, without any of its user part; None if nothing."""
+    scheme = scheme_of(text)
+    if scheme is None:
+        quoted = " (it is quoted: remove the quotes)" if text[:1] and text[:1] in "'\"" else ""
+        return f"the database URL does not start with postgresql://{quoted}"
+    backend = scheme.split("+")[0].lower()
+    if backend not in ("postgresql", "postgres"):
+        return f"the database URL names a {backend!r} database; ranking_pipeline needs PostgreSQL"
+    if text.count("@") > 1:
+        return (
+            f"the database URL for {url_location(text)} has an '@' inside its user or password: "
+            "write it as %40 (postgresql://user:p%40ss@host:5432/db)"
+        )
+    try:
+        parsed = make_url(text)
+    except Exception:
+        return (
+            f"the database URL {url_location(text)} cannot be parsed (a port that is not a number, or the "
+            "'@' before the host missing?)"
+        )
+    if parsed.host and not is_plain_host(parsed.host if ":" not in parsed.host else f"[{parsed.host}]"):
+        return f"the database URL {url_location(text)} has no valid host name after its '@'"
+    return None
 
 
 def normalize_url(url: str | URL) -> URL:
     """Parse a PostgreSQL URL and pin the driver, so ``postgresql://`` means psycopg2 everywhere.
 
     Errors say what is wrong without repeating the URL's user part (it may hold the password)."""
-    text = url if isinstance(url, str) else url.render_as_string(hide_password=False)
-    if not isinstance(url, URL) and urlsplit(text).netloc.count("@") > 1:
-        raise DatabaseConfigError(
-            f"the database URL for {_safe_location(text)} has an '@' inside its user or password: "
-            "write it as %40 (postgresql://user:p%40ss@host:5432/db)"
-        )
-    try:
-        parsed = make_url(url)
-    except Exception:
-        raise DatabaseConfigError(
-            f"the database URL {_safe_location(text)} cannot be parsed; "
-            "expected postgresql://user:password@host:5432/dbname"
-        ) from None
-    backend = parsed.get_backend_name()
+    if not isinstance(url, URL):
+        problem = _database_url_problem(str(url).strip())
+        if problem is not None:
+            raise DatabaseConfigError(f"{problem}; expected postgresql://user:password@host:5432/dbname")
+        url = make_url(str(url).strip())
+    backend = url.get_backend_name()
     if backend not in ("postgresql", "postgres"):
         raise DatabaseConfigError(
             f"the database URL names a {backend!r} database; ranking_pipeline needs PostgreSQL "
             "(postgresql://user:password@host:5432/dbname)"
         )
-    return parsed.set(drivername=DRIVER)
+    return url.set(drivername=DRIVER)
 
 
 def describe_url(url: str | URL) -> str:
-    """The URL with its password hidden: safe for logs, errors and UI metadata."""
+    """The URL without its password or query, and without a user or database name that is not plainly one:
+    safe for logs, errors and UI metadata. A URL that does not parse: its scheme and host at most."""
     try:
-        return normalize_url(url).render_as_string(hide_password=True)
+        parsed = normalize_url(url)
     except DatabaseConfigError:
-        return _safe_location(str(url))
+        return url_location(url if isinstance(url, str) else url.render_as_string(hide_password=True))
+    user = parsed.username or ""
+    auth = user if is_plain_name(user) or not user else ELIDED
+    if parsed.password is not None:
+        auth += f":{MASK}"
+    host = parsed.host or ""
+    host = f"[{host}]" if ":" in host else host
+    port = f":{parsed.port}" if parsed.port else ""
+    database = parsed.database or ""
+    database = f"/{database if is_plain_name(database) else ELIDED}" if database else ""
+    return f"{parsed.drivername}://{auth + '@' if auth else ''}{host}{port}{database}"
+
+
+def secret_pieces_of(url: URL) -> set[str]:
+    """The password of a parsed URL, and its user name when that is not plainly one, for ``scrub``."""
+    pieces = {url.password or "", "" if is_plain_name(url.username or "") else url.username or ""}
+    return {piece for piece in pieces if len(piece) >= 4}
 
 
 _lock = threading.Lock()
@@ -108,7 +144,8 @@ def check_reachable(engine: Engine, where: str | None = None) -> None:
             connection.exec_driver_sql("SELECT 1")
     except sa.exc.OperationalError as error:
         raise DatabaseUnreachableError(
-            f"cannot reach the database {where or describe_url(engine.url)}: {_first_line(error)}; "
+            f"cannot reach the database {where or describe_url(engine.url)}: "
+            f"{scrub(_first_line(error), secret_pieces_of(engine.url))}; "
             "check that the server is running and RANKING_DATABASE_URL is right"
         ) from None
 

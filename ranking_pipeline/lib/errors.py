@@ -91,6 +91,6 @@ def wait_until_reachable(probe, *, what: str, setting: str, patience: float | No
             if not is_transient(error) or time.monotonic() >= deadline:
                 cause = one_line(error)
                 hint = "" if setting in cause else f"; check {setting} and that the server is running"
-                waited = f" for {patience:.0f} s" if is_transient(error) else ""
+                waited = f" for {patience:.0f} s" if is_transient(error) and patience > 0 else ""
                 raise StoreUnreachableError(f"{what} did not answer{waited}: {cause}{hint}") from error
         time.sleep(1.0)
