@@ -11,6 +11,8 @@ and listed, when it is missing, except under CI=true where that is an error.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +47,7 @@ def _postgres_answers(url: str) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory) -> Iterator[str]:
+def postgres_server_url() -> Iterator[str]:
     """Admin URL of the PostgreSQL server the tests create their databases on."""
     problem = _postgres_answers(POSTGRES_URL)
     if problem is None:
@@ -53,7 +55,9 @@ def postgres_server_url(tmp_path_factory) -> Iterator[str]:
         return
     if IN_CI:
         pytest.fail(f"CI=true but PostgreSQL at {POSTGRES_URL} does not answer: {problem}", pytrace=False)
-    pgdata = tmp_path_factory.mktemp("embedded-pg")
+    # Not under pytest's temporary folder: every pytest session run as root resets that to mode 0700, and the
+    # server (the user pgserver when run as root) would lose its data folder while another session starts.
+    pgdata = Path(tempfile.mkdtemp(prefix="ranking-tests-pg-")) / "pgdata"
     url = embedded_server.start(pgdata)
     _notes.append(
         f"PostgreSQL at {POSTGRES_URL} does not answer ({problem}): used the embedded server in {pgdata} "
@@ -63,6 +67,7 @@ def postgres_server_url(tmp_path_factory) -> Iterator[str]:
         yield url
     finally:
         embedded_server.stop(pgdata)
+        shutil.rmtree(pgdata.parent, ignore_errors=True)
 
 
 def create_database(server_url: str) -> str:
