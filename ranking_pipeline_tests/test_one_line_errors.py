@@ -170,6 +170,7 @@ def test_every_wrong_setting_is_named_in_the_one_line(database_url, dagster_home
         "RANKING_RETENTION_DAYS": "-1",
         "RANKING_REDIS_URL": "http://127.0.0.1:6379/0",
         "RANKING_GATE_GIVE_UP_AT_JST": "9am",
+        "RANKING_RANKINGS_DEADLINE_JST": "25:00",
         "RANKING_SLACK_API_URL": "slack.com/api",
         "RANKING_PAGERDUTY_EVENTS_URL": "ftp://events.pagerduty.com/v2/enqueue",
         "RANKING_SMTP_HOST": "smtp://mail.example.com:25",
