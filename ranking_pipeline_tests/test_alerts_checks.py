@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from ranking_pipeline.constants import RANKINGS_INTEGRITY_CHECK, RANKINGS_ROW_COUNT_ANOMALY_CHECK
 from ranking_pipeline.defs.alerts.anomaly import warn_on_row_count_anomaly
+from ranking_pipeline.defs.alerts.failure import alert_on_run_failure
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.fakes import fake_slack, slack_messages, slack_resource
 from ranking_pipeline_tests.helpers import run_date, sensor_tick
@@ -141,3 +142,26 @@ def test_each_dates_check_results_name_the_materialization_they_checked(engine, 
     assert checks_only.execute_in_process(instance=instance, tags=range_of_d).success
     for check in (INTEGRITY, ANOMALY):
         assert current_check_results(instance, check) == {str(PREVIOUS): "SUCCEEDED", str(D): "SUCCEEDED"}
+
+
+def test_checks_run_without_a_date_fail_at_once_with_one_line_and_alert_nobody(engine, instance, definitions):
+    """What *Execute all* on the Checks tab launches: the checks of rankings, no asset, no partition."""
+    seed(engine, 300, end_date=D, random_seed=4)
+    run_date(definitions, instance, D)
+    with fake_slack() as slack:
+        channels = {"slack": slack_resource(slack)}
+        cursor = sensor_tick(alert_on_run_failure, instance, definitions, None, **channels).cursor
+        job = definitions.resolve_implicit_job_def_def_for_assets([RANKINGS])
+        result = job.get_subset(
+            asset_selection=set(), asset_check_selection={INTEGRITY, ANOMALY}
+        ).execute_in_process(instance=instance, raise_on_error=False)
+        sensor_tick(alert_on_run_failure, instance, definitions, cursor, **channels)
+        posted = slack_messages(slack)
+
+    assert not result.success
+    [failure] = [event for event in result.all_events if event.is_step_failure]
+    description = failure.step_failure_data.user_failure_data.description
+    assert description.startswith("rankings and its checks are per business date, and this run names none")
+    assert "\n" not in description
+    assert not instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    assert posted == []  # checks only: not the batch, no Critical alert

@@ -79,8 +79,11 @@ def alert_on_run_failure(
     dagster_ui: DagsterUi,
 ) -> None:
     run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
-    if not m.alerts_on_failure(run.job_name, dict(run.tags), FAILURE_ALERTED_TAG):
-        context.log.info(f"run {run.run_id} ({run.job_name}): no alert (other job, retrying or already sent)")
+    checks_only = not run.asset_selection and bool(run.asset_check_selection)
+    if not m.alerts_on_failure(run.job_name, dict(run.tags), FAILURE_ALERTED_TAG, checks_only=checks_only):
+        context.log.info(
+            f"run {run.run_id} ({run.job_name}): no alert (other job, checks only, retrying or already sent)"
+        )
         return
     facts = failure_facts(context.instance, run, dagster_ui)
     subject, body = m.failure_mail(facts)

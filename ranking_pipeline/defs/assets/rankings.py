@@ -61,6 +61,13 @@ ANOMALY_KEY = dg.AssetCheckKey(RANKINGS_KEY, RANKINGS_ROW_COUNT_ANOMALY_CHECK)
 USERS_CONTRACT_KEY = dg.AssetCheckKey(dg.AssetKey("users"), USERS_CONTRACT_CHECK)
 
 
+NO_DATE = (
+    "rankings and its checks are per business date, and this run names none: to check a date, open rankings, "
+    "Materialize..., pick the date (it re-ranks it and runs its checks), or run `ranking-pipeline run --date "
+    "YYYY-MM-DD`; nothing was read or written"
+)
+
+
 class StaleScoresError(RuntimeError):
     """user_scores for D is missing ranges or was computed from older aggregates (not retried)."""
 
@@ -318,6 +325,8 @@ def rankings(
     batch_lock: BatchLockResource,
     ranking_cache: RankingCache,
 ):
+    if not (context.has_partition_key or context.has_partition_key_range):  # e.g. *Execute all* on Checks
+        raise dg.Failure(description=NO_DATE, allow_retries=False)
     with failures_classified():
         dates = run_business_dates(context)
         for business_date in dates:

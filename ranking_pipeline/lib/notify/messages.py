@@ -106,11 +106,19 @@ class MissedRankingFacts:
 # --- routing and suppression ---------------------------------------------------------------------------
 
 
-def alerts_on_failure(job_name: str, tags: dict[str, str], already_alerted_tag: str) -> bool:
+def alerts_on_failure(
+    job_name: str, tags: dict[str, str], already_alerted_tag: str, *, checks_only: bool = False
+) -> bool:
     """A failed run alerts when it is one of the batch's jobs or a UI materialization of this location's
-    assets, is not about to be retried (its retry alerts instead), and has not been alerted on already."""
+    assets, is not about to be retried (its retry alerts instead), and has not been alerted on already. A run
+    that only evaluates checks (the Checks tab) is not the batch: it never alerts."""
     ours = job_name in (BATCH_000_JOB, *BATCH_001_JOBS) or job_name.startswith(ASSET_JOB_PREFIX)
-    return ours and tags.get(WILL_RETRY_TAG) != "true" and tags.get(already_alerted_tag) != "true"
+    return (
+        ours
+        and not checks_only
+        and tags.get(WILL_RETRY_TAG) != "true"
+        and tags.get(already_alerted_tag) != "true"
+    )
 
 
 def failure_channels(facts: FailureFacts) -> list[str]:
