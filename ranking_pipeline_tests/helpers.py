@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 from decimal import Decimal
+from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
@@ -131,6 +132,19 @@ def code_location_origin() -> InProcessCodeLocationOrigin:
     """The code location ``ranking_pipeline``, as the daemon's sensors and the CLI's runs name it."""
     target = LoadableTargetOrigin(executable_path=sys.executable, module_name=DEFINITIONS_MODULE)
     return InProcessCodeLocationOrigin(target, location_name=LOCATION_NAME)
+
+
+def project_location_target():
+    """The code location ``ranking_pipeline`` loaded from this project as the daemon loads it (for the test
+    daemon workspace); its resources come from the environment."""
+    from dagster._core.workspace.load_target import ModuleTarget
+
+    return ModuleTarget(
+        module_name=DEFINITIONS_MODULE,
+        attribute=None,
+        working_directory=str(Path(__file__).resolve().parents[1]),
+        location_name=LOCATION_NAME,
+    )
 
 
 def sensor_tick(

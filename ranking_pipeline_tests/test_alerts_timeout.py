@@ -18,7 +18,6 @@ import pytest
 import sqlalchemy as sa
 from dagster._core.events import DagsterEvent, DagsterEventType
 from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time, poll_for_finished_run
-from dagster._core.workspace.load_target import ModuleTarget
 from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
 
 from ranking_pipeline.constants import (
@@ -32,7 +31,6 @@ from ranking_pipeline.constants import (
 from ranking_pipeline.defs.alerts.failure import alert_on_run_failure
 from ranking_pipeline.defs.batch_requests import ranking_tags, remaining_batch_seconds
 from ranking_pipeline.lib.seed import seed
-from ranking_pipeline_tests.conftest import PROJECT_ROOT
 from ranking_pipeline_tests.fakes import (
     fake_pagerduty,
     fake_slack,
@@ -42,7 +40,7 @@ from ranking_pipeline_tests.fakes import (
     slack_messages,
     slack_resource,
 )
-from ranking_pipeline_tests.helpers import run_date
+from ranking_pipeline_tests.helpers import project_location_target, run_date
 
 D = dt.date(2026, 1, 10)
 MAX_RUNTIME_SECONDS = 4
@@ -118,12 +116,7 @@ def test_a_hung_batch_is_stopped_at_its_30_minutes_by_run_monitoring_and_pages_o
     # the ranking run that follows it, with what the scoring run left of the batch's 30 minutes
     tags = ranking_tags(scoring, [D], remaining_batch_seconds(instance.get_run_record_by_id(scoring.run_id)))
 
-    target = ModuleTarget(
-        module_name="ranking_pipeline.definitions",
-        attribute=None,
-        working_directory=str(PROJECT_ROOT),
-        location_name="ranking_pipeline",
-    )
+    target = project_location_target()
     # Another session (think: a stuck BATCH-003 transaction) holds the rankings table: the batch hangs.
     blocker = engine.connect()
     blocker.execute(sa.text("LOCK TABLE rankings IN ACCESS EXCLUSIVE MODE"))

@@ -15,12 +15,12 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
-from dagster._core.workspace.load_target import ModuleTarget
 from dagster._daemon.sensor import execute_sensor_iteration
 
 from ranking_pipeline.lib.seed import seed
-from ranking_pipeline_tests.conftest import PROJECT_ROOT, project_instance_settings
+from ranking_pipeline_tests.conftest import project_instance_settings
 from ranking_pipeline_tests.fakes import fake_slack, fake_smtp, slack_messages
+from ranking_pipeline_tests.helpers import project_location_target
 
 D = dt.date(2026, 11, 27)
 
@@ -70,12 +70,7 @@ def test_a_failing_and_a_succeeding_cli_run_are_alerted_once_each(
         for name, value in settings.items():  # the code server reads its settings from the environment
             monkeypatch.setenv(name, value)
         env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-        target = ModuleTarget(
-            module_name="ranking_pipeline.definitions",
-            attribute=None,
-            working_directory=str(PROJECT_ROOT),
-            location_name="ranking_pipeline",
-        )
+        target = project_location_target()
         now = dt.datetime(2026, 11, 27, 15, 0, tzinfo=dt.UTC)  # 00:00 JST: nothing nightly is due
         with (
             dg.DagsterInstance.from_config(str(dagster_home)) as instance,

@@ -17,7 +17,6 @@ import dagster as dg
 import pytest
 import yaml
 from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
-from dagster._core.workspace.load_target import ModuleTarget
 from dagster._daemon.freshness import FreshnessDaemon
 from dagster._daemon.sensor import execute_sensor_iteration
 from dagster_graphql.test.utils import execute_dagster_graphql
@@ -45,7 +44,7 @@ from ranking_pipeline_tests.fakes import (
     slack_messages,
     slack_resource,
 )
-from ranking_pipeline_tests.helpers import project_defs, rankings_rows, run_date
+from ranking_pipeline_tests.helpers import project_defs, project_location_target, rankings_rows, run_date
 from ranking_pipeline_tests.test_against_sql import INDEPENDENT_RANKING
 
 D = dt.date(2026, 11, 27)
@@ -66,12 +65,7 @@ def daemon(engine, database_url, tmp_path, monkeypatch):
     settings from the environment), and one sensor daemon iteration at a time on a clock that moves 2 min."""
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(project_instance_settings()))
     monkeypatch.setenv("RANKING_DATABASE_URL", database_url)
-    target = ModuleTarget(
-        module_name="ranking_pipeline.definitions",
-        attribute=None,
-        working_directory=str(PROJECT_ROOT),
-        location_name="ranking_pipeline",
-    )
+    target = project_location_target()
     now = [dt.datetime(2026, 11, 27, 15, 0, tzinfo=dt.UTC)]  # 00:00 JST: nothing nightly is due
     with (
         dg.DagsterInstance.from_config(str(tmp_path)) as instance,

@@ -15,7 +15,6 @@ import pytest
 import sqlalchemy as sa
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 from dagster._core.test_utils import create_test_daemon_workspace_context
-from dagster._core.workspace.load_target import ModuleTarget
 from dagster_graphql.test.utils import execute_dagster_graphql
 
 from ranking_pipeline.batch_runner import BatchRunFailed, run_batch_runs
@@ -24,8 +23,14 @@ from ranking_pipeline.lib.business_date import scores_partition_tags
 from ranking_pipeline.lib.ranges import USER_ID_RANGES
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline.local_runs import execute_job
-from ranking_pipeline_tests.conftest import PROJECT_ROOT
-from ranking_pipeline_tests.helpers import jst, load_inputs, rankings_rows, run_date, table_rows
+from ranking_pipeline_tests.helpers import (
+    jst,
+    load_inputs,
+    project_location_target,
+    rankings_rows,
+    run_date,
+    table_rows,
+)
 from ranking_pipeline_tests.test_against_sql import INDEPENDENT_RANKING
 
 D = dt.date(2026, 11, 27)
@@ -207,12 +212,7 @@ def test_an_instance_with_the_old_range_partitions_loads_and_shows_the_new_ones(
     assert materialized == {f"{D}|{r.key}" for r in USER_ID_RANGES}
     assert failed == set()
     monkeypatch.setenv("RANKING_DATABASE_URL", database_url)
-    target = ModuleTarget(
-        module_name="ranking_pipeline.definitions",
-        attribute=None,
-        working_directory=str(PROJECT_ROOT),
-        location_name="ranking_pipeline",
-    )
+    target = project_location_target()
     with create_test_daemon_workspace_context(target, instance) as workspace:
         result = execute_dagster_graphql(
             workspace.create_request_context(), ASSET_PARTITIONS, {"path": ["user_scores"]}
