@@ -100,7 +100,8 @@ def _release(lock: BatchLock, where: str, force: bool) -> str:
     if holder is None:
         return f"{lock.key} ({where}) is free: nothing to release"
     status = _run_status(holder.run_id)
-    ended = status in {
+    # a lock handed over by a batch's scoring run is kept for that batch's ranking run, though the run ended
+    ended = not holder.handed_over and status in {
         s.value
         for s in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
     }

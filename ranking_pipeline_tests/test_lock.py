@@ -118,6 +118,31 @@ def test_the_same_run_takes_its_lock_back_and_an_ended_run_is_taken_over_at_once
         make_lock().acquire("run-ccc", run_ended=lambda run_id: False)  # run-bbb is alive
 
 
+def test_a_lock_handed_over_waits_for_its_batchs_next_run_and_refuses_every_other(make_lock):
+    lock = make_lock(lease_seconds=2)
+    with lock.held("scoring-run", hand_over=lambda: True):  # the scoring step succeeds
+        pass
+
+    kept = make_lock().current_holder()
+    assert kept.handed_over and kept.run_id == "scoring-run"
+    assert kept.lease_until == kept.expires_at  # no heartbeat needed: it lives until its expiry
+    with pytest.raises(
+        LockHeldError, match=r"held by batch scoring-run .*its ranking run takes the lock next"
+    ):
+        make_lock().acquire("another-batch", run_ended=lambda holder: False)
+    ranking = make_lock().acquire("scoring-run")  # the batch's ranking run (ranking/scored_by)
+    assert ranking.token != kept.token and not ranking.handed_over
+    assert make_lock().acquire("another-batch", run_ended=lambda holder: holder == "scoring-run")  # ended
+
+
+def test_a_failed_step_releases_instead_of_handing_over(make_lock):
+    lock = make_lock()
+    with pytest.raises(RuntimeError), lock.held("scoring-run", hand_over=lambda: False):
+        raise RuntimeError("the scoring failed")
+
+    assert make_lock().current_holder() is None
+
+
 def test_a_stale_holder_cannot_release_the_newer_holders_lock(make_lock):
     stale = make_lock(lease_seconds=1).acquire("run-old")
     wait_until(lambda: make_lock().current_holder() is None, 10, "the lease to lapse")
