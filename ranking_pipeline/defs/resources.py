@@ -1,4 +1,4 @@
-"""Resources: the ranking database, Redis, the batch lock, the rankings cache and the upstream gate.
+"""Resources: the ranking database, Redis, the batch lock, the rankings cache, the upstream gate, the clock.
 
 Their settings come from the environment (lib/settings.py), read and checked once when the code location
 loads: a wrong value stops the load with one line. A set variable is handed to the resource as a
