@@ -606,3 +606,27 @@ def test_the_resource_view_lists_the_resources_and_shows_a_secret_only_by_name(
     assert by_name["slack"]["token"] == {"key": "token", "value": "SLACK_BOT_TOKEN", "type": "ENV_VAR"}
     assert SLACK_TOKEN not in str(resources)
     assert SLACK_TOKEN not in ui_dev.log_since(0), "the token was written to the dagster dev log"
+
+
+SCHEDULES = """
+query Schedules($selector: RepositorySelector!) {
+  schedulesOrError(repositorySelector: $selector) {
+    ... on Schedules { results { name cronSchedule executionTimezone scheduleState { status } } }
+  }
+}
+"""
+
+
+def test_the_automation_tab_shows_batch_001_at_03_00_jst(journey: Journey, ui_dev: DagsterDev):
+    page = journey.page
+    journey.open("/automation")
+    for name in ("batch_001_schedule", "start_rankings_on_scores_success", "alert_on_missed_ranking"):
+        expect(page.get_by_text(name, exact=True).first).to_be_visible()
+    expect(page.get_by_text("Scheduled At 03:00 AM GMT+9", exact=True)).to_be_visible()  # BATCH-001
+    journey.shot("automation")
+
+    schedules = ui_dev.graphql(SCHEDULES, {"selector": REPOSITORY})["schedulesOrError"]["results"]
+    by_name = {schedule["name"]: schedule for schedule in schedules}
+    batch_001 = by_name["batch_001_schedule"]
+    assert (batch_001["cronSchedule"], batch_001["executionTimezone"]) == ("0 3 * * *", "Asia/Tokyo")
+    assert batch_001["scheduleState"]["status"] == "RUNNING"
