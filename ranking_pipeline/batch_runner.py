@@ -23,7 +23,7 @@ from ranking_pipeline.constants import (
     LAUNCHED_BY_TAG,
     RANKED_IN_PROCESS_TAG,
 )
-from ranking_pipeline.defs.batch_requests import ranking_tags, remaining_batch_seconds, scoring_tags
+from ranking_pipeline.defs.batch_requests import rankings_after, scoring_tags
 from ranking_pipeline.lib.business_date import (
     PARTITION_TAG,
     aggregation_partition_tags,
@@ -86,12 +86,9 @@ def run_batch_runs(
     scoring = execute_job(defs, BATCH_001_SCORES_JOB, instance, tags, quiet=quiet)
     if scoring.failure:
         raise BatchRunFailed(scoring.failure, input_error=scoring.input_error)
-    scored = instance.get_run_record_by_id(scoring.run_id)
-    follow = {
-        **ranking_tags(scored.dagster_run, [business_date], remaining_batch_seconds(scored)),
-        PARTITION_TAG: business_date.isoformat(),
-    }
-    ranking = execute_job(defs, BATCH_001_RANKINGS_JOB, instance, follow, quiet=quiet)
+    [follow] = rankings_after(instance, instance.get_run_by_id(scoring.run_id))  # as the sensor requests it
+    tags = {**follow.tags, PARTITION_TAG: follow.partition_key}
+    ranking = execute_job(defs, BATCH_001_RANKINGS_JOB, instance, tags, quiet=quiet)
     if ranking.failure:
         raise BatchRunFailed(ranking.failure, input_error=ranking.input_error)
     return [scoring.run_id, ranking.run_id]

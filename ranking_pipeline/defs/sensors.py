@@ -47,8 +47,10 @@ def start_batch_001_on_aggregates_landed(
 )
 def start_rankings_on_scores_success(context: dg.RunStatusSensorContext):
     run = context.dagster_run
-    if why_no_ranking_follows(context.instance, run) is not None:
-        return None  # not a scoring run to follow: the sensor goes on to the next run at once
+    why_not = why_no_ranking_follows(context.instance, run)
+    if why_not is not None:
+        context.log.debug(f"{RANKINGS_SENSOR}: run {run.run_id}: no ranking follows: {why_not}")
+        return None  # returning nothing lets the sensor go on to the next run in the same tick
     requests = rankings_after(context.instance, run)
     context.log.info(f"{RANKINGS_SENSOR}: run {run.run_id} scored; ranking {len(requests)} span(s)")
     return requests

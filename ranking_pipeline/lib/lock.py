@@ -265,13 +265,19 @@ redis.call('SET', KEYS[1], cjson.encode(record), 'PX', lease)
 return 1
 """
 )
-_RENEW = (
+# ARGV[1] (a token) holds the lock and its expiry has not passed: else the script returns 0.
+_HELD_BY_TOKEN = (
     _NOW
     + """
 local value = redis.call('GET', KEYS[1])
 if not value then return 0 end
 local holder = cjson.decode(value)
 if holder['token'] ~= ARGV[1] or now >= holder['expires_ms'] then return 0 end
+"""
+)
+_RENEW = (
+    _HELD_BY_TOKEN
+    + """
 local lease = math.min(tonumber(ARGV[2]), holder['expires_ms'] - now)
 holder['lease_ms'] = now + lease
 redis.call('SET', KEYS[1], cjson.encode(holder), 'PX', lease)
@@ -279,12 +285,8 @@ return 1
 """
 )
 _HAND_OVER = (
-    _NOW
+    _HELD_BY_TOKEN
     + """
-local value = redis.call('GET', KEYS[1])
-if not value then return 0 end
-local holder = cjson.decode(value)
-if holder['token'] ~= ARGV[1] or now >= holder['expires_ms'] then return 0 end
 holder['token'], holder['host'], holder['pid'] = ARGV[2], '', 0
 holder['lease_ms'] = holder['expires_ms']
 redis.call('SET', KEYS[1], cjson.encode(holder), 'PX', holder['expires_ms'] - now)

@@ -26,7 +26,7 @@ SENSOR_NAME = "alert_on_missed_ranking"
 
 
 def why_not_ranked(
-    instance: dg.DagsterInstance, missing: list[dt.date], business_date: dt.date
+    instance: dg.DagsterInstance, dagster_ui: DagsterUi, missing: list[dt.date], business_date: dt.date
 ) -> tuple[str, dg.DagsterRun | None]:
     """Why D has no rankings, in one line, and the batch's run it names (the newest run for D)."""
     if missing:
@@ -44,7 +44,7 @@ def why_not_ranked(
         return f"no BATCH-001 batch was started for {business_date}", None
     run = runs[0]  # newest first
     if run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
-        facts = failure_facts(instance, run, DagsterUi())
+        facts = failure_facts(instance, run, dagster_ui)
         step = ", ".join(facts.failed_steps) or "no step (the run itself)"
         error = facts.error_lines[0] if facts.error_lines else "see the run's event log"
         return f"the batch's {run.job_name} run {run.run_id} ended {run.status.value} in {step}: {error}", run
@@ -94,7 +94,7 @@ def alert_on_missed_ranking(
         return dg.SkipReason(f"cannot check the rankings of {business_date}: {why}")
     if ranked is not None and ranked.status == COMPLETED:
         return dg.SkipReason(f"the rankings of {business_date} are committed (run {ranked.run_id})")
-    reason, run = why_not_ranked(context.instance, missing, business_date)
+    reason, run = why_not_ranked(context.instance, dagster_ui, missing, business_date)
     facts = m.MissedRankingFacts(
         business_date=business_date.isoformat(),
         deadline=f"{deadline:%H:%M} JST on {deadline:%Y-%m-%d}",
