@@ -170,6 +170,7 @@ def test_only_what_a_retry_can_fix_is_transient():
     assert not is_transient(numeric_overflow)
     assert not is_transient(BusinessDateError("2099-01-01 has not ended"))
     assert not is_transient(KeyError("a bug"))
+    assert not is_transient(redis.exceptions.AuthenticationError("invalid username-password pair"))
     assert one_line(ValueError("first line\nsecond")) == "ValueError: first line"
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import redis
 import sqlalchemy as sa
 import yaml
 from dagster._core.workspace.context import WorkspaceProcessContext
@@ -164,6 +165,27 @@ def test_an_unreachable_redis_is_one_line_at_once_with_nothing_written(
     line = _one_line(done, name)
     assert done.returncode == 2
     assert line.startswith("Redis at redis://***@127.0.0.1:1/0 did not answer: ")
+    assert "Zq0redissekret" not in done.stderr
+    _nothing_written(dagster_home, workdir)
+    assert _tables(database_url) == []
+
+
+@pytest.mark.parametrize("name", ["run", "lock status"])
+def test_a_redis_refusing_the_login_is_one_line_at_once_with_nothing_written(
+    name, redis_url, database_url, dagster_home, workdir
+):
+    parsed = redis.connection.parse_url(redis_url)
+    where = f"{parsed.get('host', '127.0.0.1')}:{parsed.get('port', 6379)}"
+    values = {
+        "RANKING_DATABASE_URL": database_url,
+        "RANKING_REDIS_URL": f"redis://nobody:Zq0redissekret@{where}/0",  # no such user
+    }
+
+    done = cli(*COMMANDS[name], env=_environment(dagster_home, values), cwd=str(workdir))
+
+    line = _one_line(done, name)
+    assert done.returncode == 2
+    assert line.startswith(f"Redis at redis://***@{where}/0 did not answer: AuthenticationError: "), line
     assert "Zq0redissekret" not in done.stderr
     _nothing_written(dagster_home, workdir)
     assert _tables(database_url) == []
