@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -34,9 +35,10 @@ from dagster._daemon.sensor import execute_sensor_iteration
 
 from ranking_pipeline.batch_runner import BatchRunFailed, run_batch
 from ranking_pipeline.definitions import defs
-from ranking_pipeline.lib import errors
+from ranking_pipeline.lib import db, errors
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests import test_one_line_errors
+from ranking_pipeline_tests.conftest import PROJECT_ROOT, create_database, drop_database
 from ranking_pipeline_tests.fakes import fake_pagerduty, fake_slack, fake_smtp, slack_messages, tcp_proxy
 from ranking_pipeline_tests.helpers import cli, project_location_target
 from ranking_pipeline_tests.test_outages import _host_port, _scoring_insert_waits
@@ -47,7 +49,7 @@ ENV_PREFIXES = ("RANKING_", "DAGSTER_", "SLACK_BOT_TOKEN", "PAGERDUTY_ROUTING_KE
 DATABASE_PASSWORD, REDIS_PASSWORD, SLACK_TOKEN = "Zq81sekret", "Zq82sekret", "xoxb-Zq83sekret"
 SMTP_USER, SMTP_PASSWORD, PAGERDUTY_KEY = "mailer", "Zq84sekret", "Zq85sekret"
 UI_URL = "http://viewer:Zq86sekret@127.0.0.1:3000"  # a UI behind basic auth, credentials in its URL
-PAGERDUTY_URL_PASSWORD = "Zq87sekret"
+PAGERDUTY_URL_PASSWORD, DAGSTER_PG_PASSWORD = "Zq87sekret", "Zq88sekret"
 
 # the fixture: a DAGSTER_HOME holding only the project's instance settings
 dagster_home = test_one_line_errors.dagster_home
@@ -116,36 +118,45 @@ class Daemon:
             list(execute_sensor_iteration(self.workspace, logging.getLogger("sensors"), None, None))
 
 
+def _text(value) -> str:
+    """A stored value as text; a zlib-compressed one (Dagster's snapshots) unpacked first."""
+    if isinstance(value, memoryview):
+        value = value.tobytes()
+    if isinstance(value, bytes):
+        with contextlib.suppress(zlib.error):
+            value = zlib.decompress(value)
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
 def _sqlite_values(path: Path) -> list[str]:
-    """Every value of every table of a SQLite file as text (zlib-compressed values, like Dagster's
-    snapshots, unpacked)."""
-    texts = []
+    """Every value of every table of a SQLite file, as text."""
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
         tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        for table in tables:
-            for row in connection.execute(f'SELECT * FROM "{table}"'):  # noqa: S608 - names from the file
-                for value in row:
-                    if isinstance(value, bytes):
-                        with contextlib.suppress(zlib.error):
-                            value = zlib.decompress(value)
-                        value = value.decode("utf-8", "replace")
-                    texts.append(str(value))
-    return texts
+        return [
+            _text(value)
+            for table in tables
+            for row in connection.execute(f'SELECT * FROM "{table}"')  # noqa: S608 - names from the file
+            for value in row
+        ]
 
 
-def storage_dump(home: Path) -> str:
-    """Dagster's storage: every file under DAGSTER_HOME, raw, and its SQLite databases value by value."""
+def storage_dump(home: Path, storage_url: str | None = None) -> str:
+    """Dagster's storage: every file under DAGSTER_HOME, raw, and its SQLite databases value by value; with
+    ``storage_url`` (dagster-postgres), every table of that database too."""
     texts = []
     for path in sorted(home.rglob("*")):
         if path.is_file():
             texts.append(path.read_bytes().decode("utf-8", "replace"))
             if path.suffix == ".db":
                 texts += _sqlite_values(path)
+    if storage_url is not None:
+        texts.append(tables_dump(db.get_engine(storage_url)))
     return "\n".join(texts)
 
 
 def tables_dump(engine: sa.Engine) -> str:
-    """Every row of every table of the ranking database, as text."""
+    """Every value of every table of a PostgreSQL database, as text."""
     with engine.connect() as connection:
         names = connection.execute(
             sa.text(
@@ -154,9 +165,10 @@ def tables_dump(engine: sa.Engine) -> str:
             )
         ).scalars()
         return "\n".join(
-            row
+            _text(value)
             for name in list(names)
-            for row in connection.exec_driver_sql(f"SELECT t::text FROM {name} AS t").scalars()  # noqa: S608
+            for row in connection.exec_driver_sql(f"SELECT * FROM {name}")  # noqa: S608 - names from the server
+            for value in row
         )
 
 
@@ -178,12 +190,12 @@ def alerts_dump(slack, smtp, pagerduty) -> str:
     return "\n".join(texts)
 
 
-def everything_shown(printed: str, instance, home: Path, engine, slack, smtp, pagerduty) -> dict[str, str]:
+def everything_shown(printed: str, instance, home: Path, engine, slack, smtp, pagerduty, storage_url=None):
     """Where a secret must never be: what the command printed, then everything the run and alerts left."""
     return {
         "the command's output": printed,
         "run logs": run_logs(instance),
-        "Dagster's storage": storage_dump(home),
+        "Dagster's storage": storage_dump(home, storage_url),
         "the pipeline's tables": tables_dump(engine),
         "alerts": alerts_dump(slack, smtp, pagerduty),
     }
@@ -202,10 +214,34 @@ def _context(shown: dict[str, str]) -> str:
     return "\n".join(lines[:12])
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request, dagster_home, postgres_server_url):
+    """Dagster's storage: the project's local SQLite, or the production dagster.yaml's PostgreSQL (its
+    password, DAGSTER_PG_PASSWORD, one more secret; the server trusts loopback); the extra settings."""
+    if request.param == "sqlite":
+        yield None, {}
+        return
+    storage_url = create_database(postgres_server_url)
+    shutil.copy(PROJECT_ROOT / "deploy" / "dagster.production.yaml", dagster_home / "dagster.yaml")
+    parsed = sa.engine.make_url(storage_url)
+    yield (
+        storage_url,
+        {
+            "DAGSTER_PG_USERNAME": parsed.username or "postgres",
+            "DAGSTER_PG_PASSWORD": DAGSTER_PG_PASSWORD,
+            "DAGSTER_PG_HOST": parsed.host or "127.0.0.1",
+            "DAGSTER_PG_PORT": str(parsed.port or 5432),
+            "DAGSTER_PG_DB": parsed.database,
+        },
+    )
+    drop_database(postgres_server_url, storage_url)
+
+
 def test_a_batch_run_by_the_command_line_with_every_secret_set_leaves_none_anywhere(
-    database_url, redis_url, engine, dagster_home, environment
+    database_url, redis_url, engine, dagster_home, environment, storage
 ):
     seed(engine, 300, end_date=D, random_seed=8)
+    storage_url, storage_settings = storage
     login = (SMTP_USER, SMTP_PASSWORD)
     with fake_slack() as slack, fake_smtp(login=login) as smtp, fake_pagerduty() as pagerduty:
         env = environment(
@@ -216,6 +252,7 @@ def test_a_batch_run_by_the_command_line_with_every_secret_set_leaves_none_anywh
                 smtp,
                 pagerduty,
             )
+            | storage_settings
         )
         with (
             dg.DagsterInstance.get() as instance,
@@ -226,8 +263,9 @@ def test_a_batch_run_by_the_command_line_with_every_secret_set_leaves_none_anywh
             done = cli("run", "--date", D.isoformat(), "--verbose", env=env, cwd=str(dagster_home))
             daemon.tick()
             daemon.tick()
+            printed = done.stdout + done.stderr
             shown = everything_shown(
-                done.stdout + done.stderr, instance, dagster_home, engine, slack, smtp, pagerduty
+                printed, instance, dagster_home, engine, slack, smtp, pagerduty, storage_url
             )
         texts = [message["text"] for message in slack_messages(slack)]
 
@@ -235,6 +273,8 @@ def test_a_batch_run_by_the_command_line_with_every_secret_set_leaves_none_anywh
     assert [text for text in texts if "BATCH-001 completed" in text and str(D) in text]
     assert pagerduty.requests and smtp.received  # the missed-ranking alert went through every channel
     assert "users scored" in shown["the command's output"] and "rankings" in shown["the pipeline's tables"]
+    stored = shown["Dagster's storage"]  # the runs' events and the sensors' tick logs, in either storage
+    assert "STEP_SUCCESS" in stored and "no rankings for business date" in stored
     _assert_no_secret(shown)
 
 
