@@ -161,13 +161,15 @@ class Deployment:
             _base_environment() | self.storage | self.code_server_env,
         )
 
-    def kill_code_server(self) -> int:
-        """SIGKILL to the code server's own process, as when it is OOM-killed; returns its pid."""
+    def kill_code_server(self, whole_host: bool = False) -> None:
+        """SIGKILL to the code server's own process, as when it is OOM-killed; ``whole_host``: to every
+        process it started too (its gRPC server child and the run workers), as when its host is lost."""
         assert self.code_server is not None
-        pid = self.code_server.pid
-        os.kill(pid, signal.SIGKILL)
+        if whole_host:
+            os.killpg(self.code_server.pid, signal.SIGKILL)
+        else:
+            os.kill(self.code_server.pid, signal.SIGKILL)
         self.code_server.wait(timeout=30)
-        return pid
 
     def start_webserver(self) -> None:
         port = free_port()
