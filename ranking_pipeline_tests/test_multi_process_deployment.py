@@ -177,6 +177,8 @@ def _ranked_deployment(tmp_path, database_url, storage_url) -> Iterator[tuple[De
         }
         with deployment(tmp_path, storage_url, settings) as running:
             web = running.webserver
+            launcher = web.graphql("{ instance { runLauncher { name } } }")["instance"]["runLauncher"]
+            assert launcher == {"name": "DefaultRunLauncher"}  # deploy/dagster.production.yaml's
             first_day = LAST_DAY - dt.timedelta(days=31)
             aggregating = web.launch_job(BATCH_000_JOB, batch_000_tags(str(first_day), str(LAST_DAY)))
             assert web.wait_for_run(aggregating)["status"] == "SUCCESS", running.logs()
