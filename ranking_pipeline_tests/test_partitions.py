@@ -53,8 +53,13 @@ def test_a_failed_scoring_marks_its_own_date_only_and_leaves_its_ranking_missing
     run_date(definitions, instance, D)  # aggregates D-29 .. D; D-30 is not aggregated
     previous = D - dt.timedelta(days=1)
 
-    with pytest.raises(BatchRunFailed, match="IncompleteWindowError"):
+    with pytest.raises(BatchRunFailed, match="IncompleteWindowError") as failed:
         run_batch_runs(definitions, instance, previous)  # W(D-1) needs D-30: the scoring run fails
+    # the one line says what to launch, as the launch dialog takes it
+    said = str(failed.value)
+    assert "open the asset daily_order_aggregates, Materialize… (Show all partitions, if they" in said
+    day_before = D - dt.timedelta(days=30)
+    assert f"enter {day_before} as the partitions, Launch backfill; then launch {previous} again" in said
 
     rankings_done, rankings_failed = partition_status(instance, definitions, RANKINGS)
     assert (rankings_done, rankings_failed) == ({str(D)}, set())  # no ranking run follows a failed scoring
