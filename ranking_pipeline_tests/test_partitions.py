@@ -17,9 +17,9 @@ from dagster._core.storage.partition_status_cache import get_and_update_asset_st
 from dagster._core.test_utils import create_test_daemon_workspace_context
 from dagster_graphql.test.utils import execute_dagster_graphql
 
-from ranking_pipeline.batch_runner import BatchRunFailed, run_batch_runs
-from ranking_pipeline.constants import BATCH_001_SCORES_JOB, BUSINESS_DATE_TAG
-from ranking_pipeline.lib.business_date import scores_partition_tags
+from ranking_pipeline.batch_runner import BatchRunFailed, aggregate_seeded_days, run_batch_runs
+from ranking_pipeline.constants import BATCH_001_RANKINGS_JOB, BATCH_001_SCORES_JOB, BUSINESS_DATE_TAG
+from ranking_pipeline.lib.business_date import PARTITION_TAG, scores_partition_tags
 from ranking_pipeline.lib.ranges import USER_ID_RANGES
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline.local_runs import execute_job
@@ -228,3 +228,30 @@ def test_an_instance_with_the_old_range_partitions_loads_and_shows_the_new_ones(
     statuses = node["assetPartitionStatuses"]
     assert statuses["__typename"] == "MultiPartitionStatuses"
     assert [r["primaryDimStartKey"] for r in statuses["ranges"]] == [str(D)]
+
+
+def test_seeded_days_all_aggregated_let_an_earlier_date_be_scored_and_a_half_scored_date_says_what_to_score(
+    engine, instance, definitions
+):
+    """What `ranking-pipeline seed` leaves (every seeded day aggregated): D-1 scores at once. Ranking a date
+    of which only one range is scored fails at once, naming the other ranges and how to launch them."""
+    previous = D - dt.timedelta(days=1)
+    seed(engine, 1000, end_date=D, random_seed=9, days=31)
+    aggregated = aggregate_seeded_days(definitions, instance, D - dt.timedelta(days=30), D)
+    assert aggregated.days[0] == previous - dt.timedelta(days=29) and aggregated.days[-1] == D
+    first_range, *others = [user_range.key for user_range in USER_ID_RANGES]
+
+    one_range = execute_job(
+        definitions, BATCH_001_SCORES_JOB, instance, scores_partition_tags(previous, [first_range])
+    )
+    assert one_range.failure is None, one_range.failure
+    ranking = execute_job(definitions, BATCH_001_RANKINGS_JOB, instance, {PARTITION_TAG: str(previous)})
+    assert ranking.failure is not None and "StaleScoresError" in ranking.failure
+    assert f"for the user-ID range(s) {', '.join(others)}. To score them, open the asset user_scores" in (
+        ranking.failure
+    )
+    assert f"enter {previous} as the date, pick those ranges in the user-ID range picker" in ranking.failure
+    assert rankings_rows(engine, previous) == []
+
+    run_batch_runs(definitions, instance, previous)  # scores the other ranges, then ranks
+    assert len(rankings_rows(engine, previous)) > 500
