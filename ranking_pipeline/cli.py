@@ -175,6 +175,7 @@ def _seed(args: argparse.Namespace) -> int:
     from ranking_pipeline.lib.seed import seed
 
     database = _database()
+    _redis_answers()  # BATCH-000's lock lives there when it is configured
     engine = database.engine()
     end_date = args.end_date or last_complete_day()
     definitions = defs()
