@@ -638,6 +638,7 @@ def test_a_date_whose_window_is_incomplete_says_which_aggregates_to_launch(
     )
 
     journey.open("/runs")
+    page.get_by_text("Show runs within backfills").click()
     page.get_by_role("link", name=failed["runId"][:8], exact=True).first.click()
     said = page.get_by_text(
         re.compile(r"^dagster\._core\.definitions\.events\.Failure: IncompleteWindowError")
