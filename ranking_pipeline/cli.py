@@ -21,10 +21,10 @@ from ranking_pipeline.lib.business_date import (
 )
 
 EXIT_RUN_FAILED = 1
+EXIT_BAD_INPUT = 2
 # `seed`: the 30 days of a window plus 6, so the window of each of the last 7 seeded days is complete and any
 # of those business dates can be run or re-run at once, from the UI too.
 SAMPLE_DAYS = WINDOW_DAYS + 6
-EXIT_BAD_INPUT = 2
 
 
 def _date_argument(text: str) -> dt.date:

@@ -4,8 +4,7 @@ N users (about 90 % active, the rest suspended or deleted) and ``days`` JST days
 ``end_date`` (31 by default, the contract's reference workload), N orders a day: a per-user lognormal
 activity weight, about 85 % completed orders (the rest cancelled or refunded), lognormal amounts rounded to
 the cent with some 0.00, a few orders naming users that do not exist, and a few orders at exactly
-00:00:00 JST. Loaded with COPY, one day at a time,
-so memory stays flat at any N.
+00:00:00 JST. Loaded with COPY, one day at a time, so memory stays flat at any N.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def incomplete_window_message(business_date: dt.date, missing: list[dt.date]) ->
         f"daily_order_aggregates, Materialize… (Show all partitions, if they are older than 90 days), enter "
         f"{partition_selection(missing)} as the partitions, Launch backfill; then launch {business_date} "
         f"again (or run `ranking-pipeline run --date {business_date}`, which aggregates them first). "
-        "Nothing was written"
+        f"Nothing was written for {business_date}"
     )
 
 
