@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
     seed = commands.add_parser(
-        "seed", help="replace users and orders with a deterministic synthetic data set"
+        "seed",
+        help="replace users and orders with a deterministic synthetic data set; BATCH-000 aggregates its days",
     )
     seed.add_argument(
         "--users", type=_positive_int, required=True, help="number of users (N orders a day too)"
