@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed = commands.add_parser(
         "seed",
-        help="replace users and orders with a deterministic synthetic data set; BATCH-000 aggregates its days",
+        help="replace users and orders with a deterministic synthetic data set, aggregated by BATCH-000",
     )
     seed.add_argument(
         "--users", type=_positive_int, required=True, help="number of users (N orders a day too)"
