@@ -47,6 +47,7 @@ from ranking_pipeline_tests.ui.conftest import (
     SPAN_DATES,
     Journey,
     UiProject,
+    expect_failed_run,
 )
 
 expect = pytest.importorskip("playwright.sync_api", reason="the ui-tests extra is not installed").expect
@@ -628,6 +629,7 @@ def test_a_date_whose_window_is_incomplete_says_which_aggregates_to_launch(
     failed = ui_dev.wait_for_run(ui_dev.wait_for_new_run(known, timeout=180)["runId"])
     assert failed["status"] == "FAILURE", failed
     seconds_to_failed_run = time.monotonic() - launched
+    expect_failed_run(failed["runId"])
     known.add(failed["runId"])
     _wait_for(lambda: _backfill_of(ui_dev, failed["runId"])["status"] != "REQUESTED", "the backfill's end")
     backfill_status = _backfill_of(ui_dev, failed["runId"])["status"]
@@ -639,7 +641,7 @@ def test_a_date_whose_window_is_incomplete_says_which_aggregates_to_launch(
 
     journey.open("/runs")
     page.get_by_text("Show runs within backfills").click()
-    page.get_by_role("link", name=failed["runId"][:8], exact=True).first.click()
+    page.get_by_text(failed["runId"][:8], exact=True).first.click()
     said = page.get_by_text(
         re.compile(r"^dagster\._core\.definitions\.events\.Failure: IncompleteWindowError")
     )
