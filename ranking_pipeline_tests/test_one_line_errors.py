@@ -151,7 +151,7 @@ def test_every_mistake_is_one_line_and_exit_2_with_nothing_run_or_written(
     assert _bench_databases(database_url) == benches_before
 
 
-@pytest.mark.parametrize("name", ["run", "lock status", "lock release"])
+@pytest.mark.parametrize("name", ["run", "seed", "lock status", "lock release"])
 def test_an_unreachable_redis_is_one_line_at_once_with_nothing_written(
     name, database_url, dagster_home, workdir
 ):

@@ -78,6 +78,20 @@ class RankingsConfig(dg.Config):
     business date's (design 6.1: 0.5)."""
 
 
+def stale_scores_message(business_date: dt.date, not_ready: list[str]) -> str:
+    """Which ranges of D lack current scores, and exactly what to launch to score them."""
+    every = len(not_ready) == len(USER_ID_RANGES)
+    ranges = "every user-ID range" if every else "the user-ID range(s) " + ", ".join(not_ready)
+    pick = "All" if every else "those ranges"
+    return (
+        f"cannot rank {business_date}: user_scores for {business_date} is missing or older than the "
+        f"aggregates for {ranges}. To score them, open the asset user_scores, Materialize…, enter "
+        f"{business_date} as the date, pick {pick} in the user-ID range picker and launch: the ranking of "
+        f"{business_date} follows once that run succeeds. The previous rankings of {business_date} are "
+        "unchanged"
+    )
+
+
 def _require_fresh_scores(context: dg.AssetExecutionContext, connection, business_date: dt.date) -> str:
     """The aggregates' fingerprint of W(D), once every range of user_scores for D is computed from them."""
     fingerprint = aggregates_fingerprint(connection, window_days(business_date))
@@ -90,14 +104,7 @@ def _require_fresh_scores(context: dg.AssetExecutionContext, connection, busines
         or run.input_fingerprint != fingerprint
     ]
     if not_ready:
-        why = (
-            f"user_scores for {business_date} is missing or older than the aggregates for range(s) "
-            + ", ".join(not_ready)
-        )
-        raise StaleScoresError(
-            f"cannot rank {business_date}: {why}. Materialize those user_scores partitions for "
-            f"{business_date} first; the previous rankings of {business_date} are unchanged"
-        )
+        raise StaleScoresError(stale_scores_message(business_date, not_ready))
     return fingerprint
 
 
