@@ -37,6 +37,8 @@ BATCH_000_JOB = "batch_000_job"
 BATCH_001_SCORES_JOB = "batch_001_scores_job"
 BATCH_001_RANKINGS_JOB = "batch_001_rankings_job"
 BATCH_001_JOBS = (BATCH_001_SCORES_JOB, BATCH_001_RANKINGS_JOB)
+# rankings' checks for the business dates picked in the UI, without re-ranking (not the batch: never alerts).
+RANKINGS_CHECKS_JOB = "rankings_checks_job"
 
 # The batch's time limits (design 1 and 6.1), counted from the start of its scoring run.
 BATCH_MAX_RUNTIME_SECONDS = 30 * 60

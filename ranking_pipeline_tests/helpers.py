@@ -106,6 +106,13 @@ def materializations(instance: dg.DagsterInstance, asset: str, run_id: str | Non
     return found
 
 
+def current_check_results(instance: dg.DagsterInstance, check: dg.AssetCheckKey) -> dict[str, str]:
+    """What the check's Partitions tab in the UI shows: per date, the latest result if it evaluated the
+    date's latest materialization (Dagster shows any other date as never checked)."""
+    infos = instance.event_log_storage.get_asset_check_partition_info([check])
+    return {info.partition_key: info.latest_execution_status.value for info in infos if info.is_current}
+
+
 def run_log_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return [entry.user_message for entry in instance.all_logs(run_id)]
 

@@ -14,7 +14,7 @@ from ranking_pipeline.defs.alerts.anomaly import warn_on_row_count_anomaly
 from ranking_pipeline.defs.alerts.failure import alert_on_run_failure
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.fakes import fake_slack, slack_messages, slack_resource
-from ranking_pipeline_tests.helpers import run_date, sensor_tick
+from ranking_pipeline_tests.helpers import current_check_results, run_date, sensor_tick
 
 D = dt.date(2026, 1, 10)
 PREVIOUS = D - dt.timedelta(days=1)
@@ -120,13 +120,6 @@ def test_the_integrity_check_fails_on_corrupted_rankings_of_d_only_and_fails_its
     assert not result.success  # blocking: the run fails, so nothing downstream of it proceeds
 
 
-def current_check_results(instance: dg.DagsterInstance, check: dg.AssetCheckKey) -> dict[str, str]:
-    """What the check's Partitions tab in the UI shows: per date, the latest result if it evaluated the
-    date's latest materialization (Dagster shows any other date as never checked)."""
-    infos = instance.event_log_storage.get_asset_check_partition_info([check])
-    return {info.partition_key: info.latest_execution_status.value for info in infos if info.is_current}
-
-
 def test_each_dates_check_results_name_the_materialization_they_checked(engine, instance, definitions):
     seed(engine, 300, end_date=D)
     run_date(definitions, instance, PREVIOUS)
@@ -161,7 +154,8 @@ def test_checks_run_without_a_date_fail_at_once_with_one_line_and_alert_nobody(e
     assert not result.success
     [failure] = [event for event in result.all_events if event.is_step_failure]
     description = failure.step_failure_data.user_failure_data.description
-    assert description.startswith("rankings and its checks are per business date, and this run names none")
+    assert description.startswith("rankings' checks are per business date and this run names none")
+    assert "open Jobs > rankings_checks_job > Partitions" in description  # how to check a date instead
     assert "\n" not in description
     assert not instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
     assert posted == []  # checks only: not the batch, no Critical alert

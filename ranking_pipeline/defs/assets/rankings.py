@@ -1,6 +1,6 @@
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import dagster as dg
 
@@ -8,6 +8,7 @@ from ranking_pipeline.constants import (
     ASSET_GROUP,
     BATCH_001_PROCESS_ID,
     OWNERS,
+    RANKINGS_CHECKS_JOB,
     RANKINGS_INTEGRITY_CHECK,
     RANKINGS_ROW_COUNT_ANOMALY_CHECK,
     RANKINGS_WRITER_POOL,
@@ -62,9 +63,14 @@ USERS_CONTRACT_KEY = dg.AssetCheckKey(dg.AssetKey("users"), USERS_CONTRACT_CHECK
 
 
 NO_DATE = (
-    "rankings and its checks are per business date, and this run names none: to check a date, open rankings, "
-    "Materialize..., pick the date (it re-ranks it and runs its checks), or run `ranking-pipeline run --date "
-    "YYYY-MM-DD`; nothing was read or written"
+    "rankings' checks are per business date and this run names none (nothing was read or written): to check "
+    f"dates, open Jobs > {RANKINGS_CHECKS_JOB} > Partitions, select the dates and launch a backfill (or "
+    "its Launchpad, pick one date, Launch Run)"
+)
+# On the Checks tab, where Dagster 1.13 cannot execute the checks of a partitioned asset for a chosen date.
+CHECK_DATES_HOW = (
+    f"To evaluate it again for dates you pick, without re-ranking: {RANKINGS_CHECKS_JOB} (Jobs > "
+    f"{RANKINGS_CHECKS_JOB} > Partitions)."
 )
 
 
@@ -164,7 +170,7 @@ def _replace(
 
 
 def _checked_materialization(
-    context: dg.AssetExecutionContext, business_date: dt.date
+    context: dg.AssetExecutionContext | dg.OpExecutionContext, business_date: dt.date
 ) -> AssetCheckEvaluationTargetMaterializationData | None:
     """The materialization of D the checks evaluate: the latest one (this step's own, when it has just
     replaced D). Dagster counts a check result as current only when it names it: without it the UI's
@@ -179,16 +185,17 @@ def _checked_materialization(
     )
 
 
-def _checks(
-    context: dg.AssetExecutionContext,
+def rankings_check_evaluations(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext,
     database: RankingDatabase,
     threshold: float,
     business_date: dt.date,
+    selected: Collection[dg.AssetCheckKey],
     verified: IntegrityReport | None = None,
 ) -> Iterator[dg.AssetCheckEvaluation]:
-    """The selected checks on the committed rankings of D, reported for partition D. ``verified``: the
-    integrity of exactly these rows, established inside the transaction that committed them (not re-read)."""
-    selected = context.selected_asset_check_keys
+    """The selected checks on the committed rankings of D, reported for partition D (by this asset's runs
+    and by rankings_checks_job). ``verified``: the integrity of exactly these rows, established inside the
+    transaction that committed them (not re-read)."""
     target = _checked_materialization(context, business_date)
     with database.engine().connect() as connection:
         if INTEGRITY_KEY in selected:
@@ -309,14 +316,15 @@ def _checks(
             blocking=True,
             partitions_def=business_date_partitions,
             description="Ranks of D start at 1 and follow RANK() over score; one row per user; every score "
-            "positive. ERROR and blocking: nothing downstream runs on rankings that break these.",
+            "positive. ERROR and blocking: nothing downstream runs on rankings that break these. "
+            + CHECK_DATES_HOW,
         ),
         dg.AssetCheckSpec(
             RANKINGS_ROW_COUNT_ANOMALY_CHECK,
             asset=RANKINGS_KEY,
             partitions_def=business_date_partitions,
             description="WARN when D has under 50 % (config row_count_anomaly_threshold) of the ranked rows "
-            "of the previous business date that has rankings.",
+            "of the previous business date that has rankings. " + CHECK_DATES_HOW,
         ),
     ],
     partitions_def=business_date_partitions,
@@ -339,6 +347,7 @@ def rankings(
         for business_date in dates:
             check_business_date(business_date, source=f"partition {business_date}")
         engine = database.ready_engine()
+        threshold, checks = config.row_count_anomaly_threshold, context.selected_asset_check_keys
         if RANKINGS_KEY in context.selected_asset_keys:
             if not run_includes_check(
                 context, USERS_CONTRACT_KEY
@@ -353,12 +362,12 @@ def rankings(
                         context, database, ranking_cache, step, business_date
                     )
                     yield materialization
-                    yield from _checks(
-                        context, database, config.row_count_anomaly_threshold, business_date, verified
+                    yield from rankings_check_evaluations(
+                        context, database, threshold, business_date, checks, verified
                     )
-        else:  # the checks alone (e.g. "Execute" on the Checks tab): they read, they never write
+        else:  # the checks alone (a checks-only run naming dates): they read, they never write
             for business_date in dates:
-                yield from _checks(context, database, config.row_count_anomaly_threshold, business_date)
+                yield from rankings_check_evaluations(context, database, threshold, business_date, checks)
         for check_key in context.selected_asset_check_keys:  # the checks' outputs (their results are above)
             yield dg.Output(
                 None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key)
