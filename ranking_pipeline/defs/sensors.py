@@ -4,6 +4,7 @@ the ranking run that follows every successful scoring."""
 import dagster as dg
 
 from ranking_pipeline.defs.batch_requests import nightly_start, rankings_after, why_no_ranking_follows
+from ranking_pipeline.defs.explained_ticks import left_alone, ticks_explained
 from ranking_pipeline.defs.jobs import batch_001_rankings_job, batch_001_scores_job
 from ranking_pipeline.defs.resources import BatchGate, Clock, RankingDatabase
 from ranking_pipeline.lib.gate import CATCH_UP_FROM_JST
@@ -33,6 +34,7 @@ def start_batch_001_on_aggregates_landed(
     return result
 
 
+@ticks_explained("no run of this code location has succeeded since the last tick")
 @dg.run_status_sensor(
     name=RANKINGS_SENSOR,
     run_status=dg.DagsterRunStatus.SUCCESS,
@@ -49,7 +51,7 @@ def start_rankings_on_scores_success(context: dg.RunStatusSensorContext):
     run = context.dagster_run
     why_not = why_no_ranking_follows(context.instance, run)
     if why_not is not None:
-        context.log.debug(f"{RANKINGS_SENSOR}: run {run.run_id}: no ranking follows: {why_not}")
+        left_alone(context, f"no ranking follows: {why_not}")
         return None  # returning nothing lets the sensor go on to the next run in the same tick
     requests = rankings_after(context.instance, run)
     context.log.info(f"{RANKINGS_SENSOR}: run {run.run_id} scored; ranking {len(requests)} span(s)")

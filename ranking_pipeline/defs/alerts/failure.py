@@ -6,6 +6,7 @@ import dagster as dg
 
 from ranking_pipeline.constants import FAILURE_ALERTED_TAG
 from ranking_pipeline.defs.alerts._delivery import deliver
+from ranking_pipeline.defs.explained_ticks import left_alone, ticks_explained
 from ranking_pipeline.defs.notification_resources import (
     AlertMailer,
     BatchSlackResource,
@@ -63,6 +64,7 @@ def failure_facts(instance: dg.DagsterInstance, run: dg.DagsterRun, ui: DagsterU
     )
 
 
+@ticks_explained("no run of this code location has failed since the last tick")
 @dg.run_failure_sensor(
     name="alert_on_run_failure",
     description="Critical alert for a failed batch run or UI materialization: Slack + mail; a timeout also "
@@ -80,11 +82,12 @@ def alert_on_run_failure(
 ) -> None:
     run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run
     checks_only = not run.asset_selection and bool(run.asset_check_selection)
-    if not m.alerts_on_failure(run.job_name, dict(run.tags), FAILURE_ALERTED_TAG, checks_only=checks_only):
-        context.log.info(
-            f"run {run.run_id} ({run.job_name}): no alert (other job, checks only, retrying or already sent)"
-        )
-        return
+    why_not = m.why_no_failure_alert(
+        run.job_name, dict(run.tags), FAILURE_ALERTED_TAG, checks_only=checks_only
+    )
+    if why_not is not None:
+        left_alone(context, f"no alert: {why_not}")
+        return  # returning nothing lets the sensor go on to the next failed run in the same tick
     facts = failure_facts(context.instance, run, dagster_ui)
     subject, body = m.failure_mail(facts)
     senders = {

@@ -8,6 +8,7 @@ import dagster as dg
 
 from ranking_pipeline.defs.alerts._delivery import deliver
 from ranking_pipeline.defs.batch_runs import batch_started_at
+from ranking_pipeline.defs.explained_ticks import left_alone, ticks_explained
 from ranking_pipeline.defs.jobs import batch_001_rankings_job
 from ranking_pipeline.defs.notification_resources import BatchSlackResource, DagsterUi
 from ranking_pipeline.defs.resources import RankingDatabase
@@ -20,6 +21,7 @@ from ranking_pipeline.lib.notify.rank_movers import rank_movers
 RANKINGS = dg.AssetKey("rankings")
 
 
+@ticks_explained(f"no run of {batch_001_rankings_job.name} has succeeded since the last tick")
 @dg.run_status_sensor(
     name="notify_on_batch_success",
     run_status=dg.DagsterRunStatus.SUCCESS,
@@ -72,7 +74,9 @@ def notify_on_batch_success(
             facts = replace(facts, unavailable=explain_database_error(error, database.describe()))
         slack.post(m.completion_slack_text(facts))
 
-    for business_date in dates_of_run_tags(dict(run.tags)):
-        if business_date.isoformat() not in committed:
-            continue
+    ranked_dates = [day for day in dates_of_run_tags(dict(run.tags)) if day.isoformat() in committed]
+    if not ranked_dates:
+        left_alone(context, "no completion notice: it committed no rankings")
+        return
+    for business_date in ranked_dates:
         deliver(context, m.SLACK, run.run_id, slack.is_configured(), lambda day=business_date: post(day))

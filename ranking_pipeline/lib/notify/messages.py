@@ -112,13 +112,22 @@ def alerts_on_failure(
     """A failed run alerts when it is one of the batch's jobs or a UI materialization of this location's
     assets, is not about to be retried (its retry alerts instead), and has not been alerted on already. A run
     that only evaluates checks (the Checks tab) is not the batch: it never alerts."""
-    ours = job_name in (BATCH_000_JOB, *BATCH_001_JOBS) or job_name.startswith(ASSET_JOB_PREFIX)
-    return (
-        ours
-        and not checks_only
-        and tags.get(WILL_RETRY_TAG) != "true"
-        and tags.get(already_alerted_tag) != "true"
-    )
+    return why_no_failure_alert(job_name, tags, already_alerted_tag, checks_only=checks_only) is None
+
+
+def why_no_failure_alert(
+    job_name: str, tags: dict[str, str], already_alerted_tag: str, *, checks_only: bool = False
+) -> str | None:
+    """Why a failed run sends no alert (see alerts_on_failure); None when it alerts."""
+    if checks_only:
+        return "it only evaluated checks, it is not the batch"
+    if not (job_name in (BATCH_000_JOB, *BATCH_001_JOBS) or job_name.startswith(ASSET_JOB_PREFIX)):
+        return "not a batch job or a materialization of the pipeline's assets"
+    if tags.get(WILL_RETRY_TAG) == "true":
+        return "it will be retried (the retry alerts if it fails too)"
+    if tags.get(already_alerted_tag) == "true":
+        return "already alerted"
+    return None
 
 
 def failure_channels(facts: FailureFacts) -> list[str]:
