@@ -155,7 +155,7 @@ def test_checks_run_without_a_date_fail_at_once_with_one_line_and_alert_nobody(e
     [failure] = [event for event in result.all_events if event.is_step_failure]
     description = failure.step_failure_data.user_failure_data.description
     assert description.startswith("rankings' checks are per business date and this run names none")
-    assert "open Jobs > rankings_checks_job > Partitions" in description  # how to check a date instead
+    assert "open Jobs > rankings_checks_job > Launchpad" in description  # how to check a date instead
     assert "\n" not in description
     assert not instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
     assert posted == []  # checks only: not the batch, no Critical alert

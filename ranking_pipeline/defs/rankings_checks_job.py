@@ -62,9 +62,10 @@ def check_rankings_of_date(
     partitions_def=business_date_partitions,
     executor_def=dg.in_process_executor,
     description="The checks of rankings for the business dates you pick, without re-ranking them: "
-    "Partitions tab, select dates, Launch backfill (one run per date), or Launchpad, pick a date, Launch "
-    "Run. Each run reports rankings_integrity and rankings_row_count_anomaly for its date on rankings' "
-    "Checks tab. Reads only; never alerts (a failed integrity check fails the run, and shows on the tab).",
+    "Launchpad, pick the date under Partition, Launch Run (several dates: Partitions tab, Launch "
+    "backfill..., one run per date). Each run reports rankings_integrity and rankings_row_count_anomaly for "
+    "its date on rankings' Checks tab. Reads only; never alerts (a failed integrity check fails the run, and "
+    "shows on the tab).",
 )
 def rankings_checks_job():
     check_rankings_of_date()

@@ -25,6 +25,7 @@ from ranking_pipeline.constants import (
     BATCH_001_SCORES_JOB,
     FAILURE_ALERTED_TAG,
     ORDERS_CONTRACT_CHECK,
+    RANKINGS_CHECKS_JOB,
     RANKINGS_INTEGRITY_CHECK,
     RANKINGS_ROW_COUNT_ANOMALY_CHECK,
     SCORED_BY_TAG,
@@ -720,6 +721,106 @@ def test_rankings_checks_tab_shows_each_dates_check_results(
         if execution["evaluation"]:
             expect(page.get_by_text(execution["evaluation"]["description"]).first).to_be_visible()
     journey.shot("checks-tab-row-count-anomaly-per-date")
+
+
+SENSOR_TICK_REASONS = """
+query Ticks($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) { ... on Sensor { sensorState { ticks(limit: 20) {
+    status skipReason
+  } } } }
+}
+"""
+
+
+def _failure_sensor_skipped(dev: DagsterDev, run_id: str) -> str | None:
+    """The skip reason of the alert_on_run_failure tick that looked at ``run_id`` and sent nothing, if any."""
+    selector = {**REPOSITORY, "sensorName": "alert_on_run_failure"}
+    sensor = dev.graphql(SENSOR_TICK_REASONS, {"selector": selector})["sensorOrError"]
+    reasons = [tick["skipReason"] or "" for tick in sensor["sensorState"]["ticks"]]
+    return next((reason for reason in reasons if run_id in reason), None)
+
+
+def _critical_about(slack_api: RecordingHttpServer, run: dict) -> list[str]:
+    """The Critical messages in the stand-in Slack naming the run or its job."""
+    named = (run["runId"][:8], run["jobName"])
+    texts = [message["text"] for message in slack_messages(slack_api)]
+    return [text for text in texts if "Critical" in text and any(name in text for name in named)]
+
+
+def test_a_person_checks_rankings_of_one_date_with_the_checks_job_without_re_ranking_it(
+    journey: Journey, ui_dev: DagsterDev, ui_project: UiProject, slack_api: RecordingHttpServer
+):
+    """The README: on rankings' Checks tab *Execute* is disabled; the check names rankings_checks_job, whose
+    Launchpad evaluates both checks for the date picked, shown on the Checks tab; D is not re-ranked."""
+    page = journey.page
+    known = {run["runId"] for run in ui_dev.runs()}
+    [ranking_before] = _materializations(ui_dev, "rankings", [D], limit=1)
+    ranked = _ranked(ui_project, BUSINESS_DATE)
+
+    journey.open("/assets/rankings?view=checks")
+    expect(page.get_by_role("button", name=re.compile(r"Execute$"))).to_be_disabled()  # not "Execute all"
+    expect(page.get_by_text(re.compile(rf"Jobs > {RANKINGS_CHECKS_JOB}")).first).to_be_visible()
+    journey.shot("checks-tab-names-the-checks-job")
+
+    journey.open("/jobs")
+    page.get_by_text(RANKINGS_CHECKS_JOB, exact=True).first.click()
+    page.get_by_text("Launchpad", exact=True).first.click()
+    partition = page.get_by_placeholder("Partition")
+    partition.fill(D)
+    page.get_by_role("menuitem", name=D, exact=True).click()
+    journey.shot("checks-job-launchpad-one-date")
+    page.get_by_role("button", name="Launch Run").click()
+    run = _wait_for_new_run(ui_dev, known)
+    assert run["jobName"] == RANKINGS_CHECKS_JOB
+    assert {t["key"]: t["value"] for t in run["tags"]}["dagster/partition"] == D
+
+    for check in (RANKINGS_INTEGRITY_CHECK, RANKINGS_ROW_COUNT_ANOMALY_CHECK):
+        executions = ui_dev.graphql(CHECK_EXECUTIONS, {"check": check})["assetCheckExecutions"]
+        [ours] = [e for e in executions if e["runId"] == run["runId"]]
+        assert (ours["status"], ours["partition"]) == ("SUCCEEDED", D), ours
+        # It evaluated D's current rankings: the materialization of the README's command.
+        assert ours["evaluation"]["targetMaterialization"]["runId"] == ranking_before["runId"]
+    assert _check_statuses(ui_dev)[RANKINGS_INTEGRITY_CHECK][D] == "SUCCEEDED"
+
+    journey.open("/assets/rankings?view=checks")
+    page.get_by_role("tab", name="Execution history").click()
+    expect(page.get_by_text(f"{ranked:,} rows for {D} consistent").first).to_be_visible()
+    journey.shot("checks-tab-with-the-checks-jobs-result")
+
+    # Read only: D was not re-ranked or republished, and nothing Critical reached Slack.
+    assert _materializations(ui_dev, "rankings", [D], limit=1) == [ranking_before]
+    assert _ranked(ui_project, BUSINESS_DATE) == ranked
+    assert not [
+        r for r in ui_dev.runs() if r["jobName"] == BATCH_001_RANKINGS_JOB and r["runId"] not in known
+    ]
+    assert _critical_about(slack_api, run) == []
+
+
+def test_execute_all_on_the_checks_tab_fails_at_once_saying_how_to_check_a_date_and_alerts_nobody(
+    journey: Journey, ui_dev: DagsterDev, slack_api: RecordingHttpServer
+):
+    page = journey.page
+    known = {run["runId"] for run in ui_dev.runs()}
+    journey.open("/assets/rankings?view=checks")
+    page.get_by_role("button", name="Execute all").click()
+    expect(page.get_by_text(re.compile(r"Launched run"))).to_be_visible()
+    run = ui_dev.wait_for_run(ui_dev.wait_for_new_run(known)["runId"], timeout=RUN_TIMEOUT)
+    assert run["status"] == "FAILURE"
+    expect_failed_run(run["runId"])  # by design: its failure lines in the log are no problem
+
+    journey.open(f"/runs/{run['runId']}")
+    how = f"open Jobs > {RANKINGS_CHECKS_JOB} > Launchpad, pick it under Partition, Launch Run"
+    expect(page.get_by_text(re.compile(re.escape(how))).first).to_be_visible()
+    journey.shot("execute-all-says-how-to-check-a-date")
+    timeline = run_timeline(ui_dev, run["runId"])
+    print(f"Execute all (run {run['runId']}):\n{describe_timeline(timeline)}")
+
+    # The failure sensor looked at the run and said why it sent nothing, in its tick.
+    reason = _wait_for(
+        lambda: _failure_sensor_skipped(ui_dev, run["runId"]), "the failure sensor's tick", 150
+    )
+    assert "no alert" in reason, reason
+    assert _critical_about(slack_api, run) == []
 
 
 def test_the_resource_view_lists_the_resources_and_shows_a_secret_only_by_name(

@@ -64,13 +64,15 @@ USERS_CONTRACT_KEY = dg.AssetCheckKey(dg.AssetKey("users"), USERS_CONTRACT_CHECK
 
 NO_DATE = (
     "rankings' checks are per business date and this run names none (nothing was read or written): to check "
-    f"dates, open Jobs > {RANKINGS_CHECKS_JOB} > Partitions, select the dates and launch a backfill (or "
-    "its Launchpad, pick one date, Launch Run)"
+    f"a date, open Jobs > {RANKINGS_CHECKS_JOB} > Launchpad, pick it under Partition, Launch Run (several "
+    "dates: its Partitions tab, Launch backfill...)"
 )
+
+
 # On the Checks tab, where Dagster 1.13 cannot execute the checks of a partitioned asset for a chosen date.
 CHECK_DATES_HOW = (
-    f"To evaluate it again for dates you pick, without re-ranking: {RANKINGS_CHECKS_JOB} (Jobs > "
-    f"{RANKINGS_CHECKS_JOB} > Partitions)."
+    f"To evaluate it again for dates you pick, without re-ranking: Jobs > {RANKINGS_CHECKS_JOB} (Launchpad, "
+    "pick the date under Partition, Launch Run)."
 )
 
 
