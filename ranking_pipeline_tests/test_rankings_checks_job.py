@@ -109,3 +109,8 @@ def test_a_date_without_rankings_fails_at_once_in_one_line_and_reports_nothing(e
     assert evaluations_in(instance, outcome.run_id) == {}
     assert str(NEVER_RANKED) not in current_check_results(instance, INTEGRITY)
     assert not instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+
+    no_date = execute_job(definitions, RANKINGS_CHECKS_JOB, instance, {})  # launched without a partition
+    assert no_date.failure is not None and "\n" not in no_date.failure
+    assert f"open Jobs > {RANKINGS_CHECKS_JOB} > Launchpad, pick it under Partition" in no_date.failure
+    assert evaluations_in(instance, no_date.run_id) == {}
