@@ -198,13 +198,13 @@ query Partitions($path: [String!]!) {
 def test_an_instance_with_the_old_range_partitions_loads_and_shows_the_new_ones(
     engine, database_url, instance, definitions, monkeypatch
 ):
-    """Before: user_scores was partitioned by user-ID range alone; its history names keys like
-    ``users_min_to_0124999``. After the upgrade those keys are no partitions any more: they are left out of
-    the partition status (Dagster ignores unknown keys) and nothing fails to load."""
-    for user_range in USER_ID_RANGES[:3]:
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=SCORES, partition=user_range.key)
-        )
+    """Before: user_scores was partitioned by user-ID range alone (the first release: keys like
+    ``users_min_to_0124999``), then by date x fixed range (``2026-11-26|users_min_to_0124999``). After the
+    upgrade to range slots those keys are no partitions any more: they are left out of the partition status
+    (Dagster ignores unknown keys) and nothing fails to load."""
+    old_keys = ["users_min_to_0124999", "users_0125000_to_0249999", "users_0875000_to_max"]
+    for old_key in [*old_keys, *(f"{D - dt.timedelta(days=1)}|{key}" for key in old_keys)]:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=SCORES, partition=old_key))
     seed(engine, 300, end_date=D, random_seed=4)
     run_date(definitions, instance, D)
 
