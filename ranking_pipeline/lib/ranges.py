@@ -13,9 +13,10 @@ on or before a date that has scores, so re-running an old date scores each slot'
 own cut. The cut's id is recorded with each (D, slot) in ``ranking_partition_runs`` (``range_cut``), and a
 slot computed under another cut is not up to date.
 
-A balanced cut (`plan_cut`) puts an eighth of the users with completed orders on one JST day (the latest
-aggregated day on or before D) in each slot: quantiles of ``user_id`` read in key order from the
-aggregates' primary key, in one pass and without a sort. When no cut exists yet, the first scoring stores
+A balanced cut (`plan_cut`) puts an eighth of the users scored for the latest ranked date in each slot
+(exactly the rows a date's slots hold); before any date is ranked, an eighth of the users with completed
+orders on the latest aggregated day. Quantiles of ``user_id``, read in key order from the table's primary
+key (date, user_id), in one pass and without a sort. When no cut exists yet, the first scoring stores
 one automatically (`cut_for_scoring`, serialized across sessions by an advisory lock), so a fresh install is
 balanced without an operator step.
 """
@@ -129,13 +130,16 @@ class CutPlan:
     """A balanced cut, and what it was computed from."""
 
     boundaries: tuple[int, ...]
-    basis_day: dt.date | None  # the aggregated day whose users were split; None: no data, legacy widths
+    basis: str  # "scored" (a ranked date's user_scores), "ordered" (a day's aggregates) or "none"
+    basis_day: dt.date | None
     basis_users: int
 
     def describe(self) -> str:
-        if self.basis_day is None:
-            return f"no aggregated orders yet: the legacy ranges of {LEGACY_RANGE_WIDTH:,} IDs"
-        return f"eighths of the {self.basis_users:,} users with completed orders on {self.basis_day}"
+        if self.basis == "scored":
+            return f"eighths of the {self.basis_users:,} users scored for {self.basis_day}"
+        if self.basis == "ordered":
+            return f"eighths of the {self.basis_users:,} users with completed orders on {self.basis_day}"
+        return f"no aggregated orders yet: the legacy ranges of {LEGACY_RANGE_WIDTH:,} IDs"
 
 
 def legacy_boundaries() -> tuple[int, ...]:
@@ -148,37 +152,54 @@ def balance(rows: list[int]) -> float | None:
     return max(rows) * len(rows) / total if total else None
 
 
-_LATEST_AGGREGATED_DAY = sa.text(
-    "SELECT agg_date, (SELECT count(*) FROM daily_order_aggregates AS d WHERE d.agg_date = latest.agg_date) "
-    "FROM (SELECT max(agg_date) AS agg_date FROM daily_order_aggregates WHERE agg_date <= :day) AS latest"
+# The latest ranked date (every range of it scored) and the latest aggregated day, on or before :day.
+_LATEST_RANKED_DATE = sa.text(
+    "SELECT max(business_date) FROM ranking_partition_runs "
+    "WHERE asset = 'rankings' AND status = 'completed' AND business_date <= :day"
 )
-# Rows of one day come from the primary key (agg_date, user_id) in user_id order: row_number() needs no sort.
-_USERS_AT_POSITIONS = sa.text(
-    """
-    SELECT user_id FROM (
-        SELECT user_id, row_number() OVER (ORDER BY user_id) AS position
-        FROM daily_order_aggregates WHERE agg_date = :day
-    ) AS numbered
-    WHERE position = ANY(:positions)
-    ORDER BY position
-    """
-)
+_LATEST_AGGREGATED_DAY = sa.text("SELECT max(agg_date) FROM daily_order_aggregates WHERE agg_date <= :day")
+# (table, date column) of each basis; the names below come only from here.
+_BASIS_TABLES = {"scored": ("user_scores", "score_date"), "ordered": ("daily_order_aggregates", "agg_date")}
+
+
+def _users_at_positions(connection: Connection, basis: str, day: dt.date) -> tuple[int, list[int], list[int]]:
+    """(users of the day, the positions of each slot's first user, their IDs) in ``basis``. One day's rows
+    come from the primary key (date, user_id) in user_id order: row_number() needs no sort."""
+    table, column = _BASIS_TABLES[basis]
+    users = connection.execute(
+        sa.text(f"SELECT count(*) FROM {table} WHERE {column} = :day"),  # noqa: S608
+        {"day": day},
+    ).scalar_one()
+    positions = [1 + users * number // RANGE_COUNT for number in range(1, RANGE_COUNT)]
+    found = connection.execute(
+        sa.text(
+            f"SELECT user_id FROM (SELECT user_id, row_number() OVER (ORDER BY user_id) AS position "  # noqa: S608
+            f"FROM {table} WHERE {column} = :day) AS numbered "
+            "WHERE position = ANY(:positions) ORDER BY position"
+        ),
+        {"day": day, "positions": positions},
+    ).scalars()
+    return users, positions, list(found)
 
 
 def plan_cut(connection: Connection, day: dt.date) -> CutPlan:
-    """The balanced cut for the users with completed orders on the latest aggregated day on or before
-    ``day``; the legacy widths when nothing is aggregated yet."""
-    basis_day, users = connection.execute(_LATEST_AGGREGATED_DAY, {"day": day}).one()
-    if not users:
-        return CutPlan(legacy_boundaries(), None, 0)
-    positions = [1 + users * number // RANGE_COUNT for number in range(1, RANGE_COUNT)]
-    found = connection.execute(_USERS_AT_POSITIONS, {"day": basis_day, "positions": positions}).scalars()
-    by_position = dict(zip(sorted(set(positions)), found, strict=True))
-    boundaries: list[int] = []
-    for position in positions:  # fewer than 8 users: empty slots, boundaries still strictly increasing
-        candidate = max(by_position[position], BIGINT_MIN + 1)
-        boundaries.append(max(candidate, boundaries[-1] + 1) if boundaries else candidate)
-    return CutPlan(tuple(boundaries), basis_day, users)
+    """The balanced cut for the users scored for the latest ranked date on or before ``day`` (exactly the
+    rows a date's ranges hold); without one, for the users with completed orders on the latest aggregated
+    day; the legacy widths when nothing is aggregated yet."""
+    for basis, latest in (("scored", _LATEST_RANKED_DATE), ("ordered", _LATEST_AGGREGATED_DAY)):
+        basis_day = connection.execute(latest, {"day": day}).scalar()
+        if basis_day is None:
+            continue
+        users, positions, found = _users_at_positions(connection, basis, basis_day)
+        if not users:
+            continue
+        by_position = dict(zip(sorted(set(positions)), found, strict=True))
+        boundaries: list[int] = []
+        for position in positions:  # fewer than 8 users: empty slots, boundaries still strictly increasing
+            candidate = max(by_position[position], BIGINT_MIN + 1)
+            boundaries.append(max(candidate, boundaries[-1] + 1) if boundaries else candidate)
+        return CutPlan(tuple(boundaries), basis, basis_day, users)
+    return CutPlan(legacy_boundaries(), "none", None, 0)
 
 
 def _cut_from_row(row) -> RangeCut:
