@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 
 import dagster as dg
 import pytest
@@ -68,6 +69,11 @@ def test_the_ranges_of_a_date_carry_even_shares_of_the_scored_users(users, engin
         (cut,) = all_cuts(connection)
     assert cut.origin.startswith("automatic at the first scoring")
     assert cut.ranges[-1].first_id < users  # the last range is no longer the one holding the growth
+    with engine.connect() as connection:  # a re-cut now would split exactly the users scored for D
+        started = time.perf_counter()
+        replanned = plan_cut(connection, D)
+        print(f"ranges plan: {replanned.describe()} in {time.perf_counter() - started:.2f} s")
+    assert (replanned.basis, replanned.basis_users) == ("scored", sum(rows.values()))
 
 
 def test_a_balanced_cut_puts_an_eighth_of_a_days_users_in_each_range(engine):
