@@ -242,8 +242,10 @@ def user_scores(context: dg.AssetExecutionContext, database: RankingDatabase, ba
     their status (ranking filters later). The nightly path: when D-1's scores of a range were computed from
     today's aggregates of W(D-1), D's are D-1's plus day D minus day D-30 (metadata `computed_from` says which
     way each range went); otherwise the 30 days are summed. Both give the same rows to the cent.
-    Partitioned by business date x user-ID range: the ranges cover every possible ID and never overlap; each
-    (D, range) is replaced on its own, up to 4 ranges at once, and reports its own row count and seconds.
+    Partitioned by business date x user-ID range: eight range slots whose user IDs are the cut in force for D
+    (`ranking-pipeline ranges`; each an eighth of the users when cut), covering every possible ID without
+    overlap; each (D, range) is replaced on its own, up to 4 ranges at once, and reports its own row count,
+    seconds, user IDs and cut.
     Refuses to run (at once, no retries) while a day of W(D) has not been aggregated. Runs of the batch job
     resume: ranges already completed for D from the same aggregates are skipped (metadata `computed: false`);
     a materialization from the UI recomputes what it selected. Holds the lock batch:lock:BATCH-001.
