@@ -20,9 +20,12 @@ from dagster_graphql.test.utils import execute_dagster_graphql
 from ranking_pipeline.lib.ranges import (
     BALANCE_LIMIT,
     USER_ID_RANGES,
+    RangeCutError,
     all_cuts,
+    apply_cut,
     cut_for_scoring,
     cut_in_force,
+    legacy_boundaries,
     plan_cut,
 )
 from ranking_pipeline.lib.schema import ensure_output_tables
@@ -129,6 +132,23 @@ def test_the_first_scorings_store_one_cut_however_many_ask_at_once(engine):
     assert len(stored) == 1
     assert {cut.cut_id for cut in cuts} == {stored[0].cut_id}
     assert len(cuts) == 8
+
+
+def test_each_date_is_scored_under_the_cut_in_force_for_it(engine):
+    ensure_output_tables(engine)
+    first = apply_cut(engine, D, legacy_boundaries(), "test")
+    wide = tuple(10 * b for b in legacy_boundaries())
+    later = apply_cut(engine, D + dt.timedelta(days=5), wide, "test")
+    again = apply_cut(engine, D + dt.timedelta(days=5), wide, "test: replaced before any date used it")
+
+    in_force = {}
+    with engine.connect() as connection:
+        for offset in (-3, 0, 4, 5, 9):
+            in_force[offset] = cut_in_force(connection, D + dt.timedelta(days=offset)).cut_id
+    assert in_force == {-3: first.cut_id, 0: first.cut_id, 4: first.cut_id, 5: again.cut_id, 9: again.cut_id}
+    assert again.cut_id != later.cut_id  # a replaced cut is a new cut: nothing resumes under the old one
+    with pytest.raises(RangeCutError, match="strictly increasing"):
+        apply_cut(engine, D + dt.timedelta(days=7), (5, 4, 6, 7, 8, 9, 10), "test")
 
 
 RANGE_STATUS = """
