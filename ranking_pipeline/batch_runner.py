@@ -29,6 +29,9 @@ from ranking_pipeline.lib.business_date import (
     aggregation_partition_tags,
     check_business_date,
     contiguous_spans,
+    days_between,
+    first_aggregation_day,
+    last_complete_day,
     missing_aggregate_days,
     window_days,
 )
@@ -65,6 +68,25 @@ def aggregate_days(
     if outcome.failure:
         raise BatchRunFailed(outcome.failure, input_error=outcome.input_error)
     return outcome.run_id
+
+
+@dataclass(frozen=True)
+class SeededAggregation:
+    """What BATCH-000 aggregated of freshly seeded orders: its run (None: no day could be) and the days."""
+
+    run_id: str | None
+    days: list[dt.date]
+
+
+def aggregate_seeded_days(
+    defs: dg.Definitions, instance: dg.DagsterInstance, first: dt.date, last: dt.date
+) -> SeededAggregation:
+    """One BATCH-000 run over the seeded JST days first..last that are aggregation days (ended, not before the
+    first window): the sample data then looks like a running system's, every seeded day aggregated."""
+    days = [day for day in days_between(first, last) if first_aggregation_day() <= day <= last_complete_day()]
+    if not days:
+        return SeededAggregation(run_id=None, days=[])
+    return SeededAggregation(run_id=aggregate_days(defs, instance, days[0], days[-1]), days=days)
 
 
 def run_batch_runs(

@@ -13,6 +13,7 @@ import datetime as dt
 import sys
 
 from ranking_pipeline.lib.business_date import (
+    WINDOW_DAYS,
     BusinessDateError,
     check_business_date,
     last_complete_day,
@@ -21,6 +22,9 @@ from ranking_pipeline.lib.business_date import (
 
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
+# `seed`: the 30 days of a window plus 6, so the window of each of the last 7 seeded days is complete and any
+# of those business dates can be run or re-run at once, from the UI too.
+SAMPLE_DAYS = WINDOW_DAYS + 6
 
 
 def _date_argument(text: str) -> dt.date:
@@ -68,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
     seed = commands.add_parser(
-        "seed", help="replace users and orders with a deterministic synthetic data set"
+        "seed",
+        help="replace users and orders with a deterministic synthetic data set, aggregated by BATCH-000",
     )
     seed.add_argument(
         "--users", type=_positive_int, required=True, help="number of users (N orders a day too)"
@@ -76,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     seed.add_argument(
         "--end-date", type=_date_argument, help="last JST day of orders (default: yesterday JST)"
+    )
+    seed.add_argument(
+        "--days",
+        type=_positive_int,
+        default=SAMPLE_DAYS,
+        help=f"JST days of orders, all aggregated by BATCH-000 (default {SAMPLE_DAYS}: the window of each of "
+        f"the last {SAMPLE_DAYS - WINDOW_DAYS + 1} days is complete)",
     )
 
     run = commands.add_parser("run", help="aggregate what W(D) lacks, then score and rank business date D")
@@ -183,16 +195,31 @@ def _redis_answers() -> None:
 
 
 def _seed(args: argparse.Namespace) -> int:
+    from ranking_pipeline.batch_runner import aggregate_seeded_days
+    from ranking_pipeline.definitions import defs
+    from ranking_pipeline.instance import project_instance
     from ranking_pipeline.lib.seed import seed
 
     database = _database()
+    _redis_answers()  # BATCH-000's lock lives there when it is configured
     engine = database.engine()
     end_date = args.end_date or last_complete_day()
-    summary = seed(engine, args.users, end_date=end_date, random_seed=args.seed)
-    print(
-        f"seeded {database.describe()}: {summary.users:,} users, {summary.orders:,} orders "
-        f"from {summary.first_day} to {summary.last_day} (JST), seed {args.seed}"
-    )
+    definitions = defs()
+    with project_instance() as (instance, where):
+        summary = seed(engine, args.users, end_date=end_date, random_seed=args.seed, days=args.days)
+        print(
+            f"seeded {database.describe()}: {summary.users:,} users, {summary.orders:,} orders "
+            f"from {summary.first_day} to {summary.last_day} (JST), seed {args.seed}"
+        )
+        aggregated = aggregate_seeded_days(definitions, instance, summary.first_day, summary.last_day)
+    if aggregated.run_id is None:
+        print("  no seeded day has ended yet in JST: nothing aggregated")
+        return 0
+    first, last = aggregated.days[0], aggregated.days[-1]
+    print(f"  daily_order_aggregates {first} .. {last}: run {aggregated.run_id}, recorded in {where}")
+    complete = first + dt.timedelta(days=WINDOW_DAYS - 1)
+    if complete <= last:
+        print(f"  business dates with a complete window (ready to run or re-run): {complete} .. {last}")
     return 0
 
 

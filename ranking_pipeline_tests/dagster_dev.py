@@ -257,8 +257,8 @@ def scan_log(
 ) -> LogScan:
     """ERROR and CRITICAL lines (whatever their logger), lines matching ``unlabelled`` (errors that reach the
     log without a level, through Python's last-resort handler), and Python tracebacks that mention one of
-    ``ours`` (our package's name, our sensors' names), in a `dagster dev` log. An error line matching one of
-    ``allowed`` is listed apart instead."""
+    ``ours`` (our package's name, our sensors' names), in a `dagster dev` log. An error line, or a traceback,
+    matching one of ``allowed`` is listed apart instead (a traceback by its first line)."""
     lines = [_ANSI.sub("", line) for line in text.splitlines()]
     problems: list[str] = []
     allowed_lines: list[str] = []
@@ -270,7 +270,9 @@ def scan_log(
             while end < len(lines) and not _LOG_RECORD.match(lines[end]) and end - index < 400:
                 end += 1
             block = "\n".join(lines[index:end]).rstrip()
-            if any(marker in block for marker in ours):
+            if any(pattern.search(block) for pattern in allowed):
+                allowed_lines.append(line)
+            elif any(marker in block for marker in ours):
                 problems.append(block)
             index = end
             continue

@@ -18,6 +18,7 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 @dataclass
@@ -83,11 +84,12 @@ def recording_http_server(status: int = 200, answer: dict | None = None) -> Iter
 
 
 @contextmanager
-def fake_slack(status: int = 200) -> Iterator[RecordingHttpServer]:
-    """Slack's Web API: ``chat.postMessage`` answers ok (or ``status``, e.g. 500 for "Slack is down")."""
+def fake_slack(status: int = 200, error: str | None = None) -> Iterator[RecordingHttpServer]:
+    """Slack's Web API: ``chat.postMessage`` answers ok (or ``status``, e.g. 500 for "Slack is down"; or
+    ``error``, e.g. "invalid_auth", as Slack answers a token it does not accept: HTTP 200, ``ok`` false)."""
     answer = {"ok": True, "channel": "C0BATCHLOGS", "ts": "1700000000.000100"}
-    if status >= 400:
-        answer = {"ok": False, "error": "internal_error"}
+    if status >= 400 or error:
+        answer = {"ok": False, "error": error or "internal_error"}
     with recording_http_server(status, answer) as server:
         yield server
 
@@ -155,11 +157,21 @@ def _free_port() -> int:
 
 
 @contextmanager
-def fake_smtp(refuse: bool = False) -> Iterator[SmtpServer]:
-    """A plain SMTP server on 127.0.0.1 (no TLS, no login); ``refuse``: every recipient is rejected."""
+def fake_smtp(refuse: bool = False, login: tuple[str, str] | None = None) -> Iterator[SmtpServer]:
+    """A plain SMTP server on 127.0.0.1 (no TLS); ``refuse``: every recipient is rejected; ``login``: (user,
+    password) it requires before it takes mail (AUTH without TLS), refusing any other with 535."""
     handler = _MailHandler(refuse)
     port = _free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    options = {}
+    if login is not None:
+        expected = (login[0].encode(), login[1].encode())
+
+        def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
+            given = (getattr(auth_data, "login", None), getattr(auth_data, "password", None))
+            return AuthResult(success=given == expected, handled=False)
+
+        options = {"authenticator": authenticate, "auth_require_tls": False}
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
         yield SmtpServer("127.0.0.1", port, handler)

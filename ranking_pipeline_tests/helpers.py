@@ -6,6 +6,8 @@ import datetime as dt
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -180,3 +182,14 @@ def cli(*args: str, env: dict[str, str], cwd: str | None = None) -> subprocess.C
         text=True,
         timeout=600,
     )
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str, every: float = 0.1) -> float:
+    """Wait for an event: poll ``condition`` until it is true and return the seconds it took; fail naming
+    ``what`` after ``timeout``. A ``condition`` may itself assert (a process that died, a run that ended) to
+    fail at once with its own message."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"{what} not within {timeout} s"
+        time.sleep(every)
+    return time.monotonic() - started

@@ -44,6 +44,13 @@ def cli(definitions, instance, day: dt.date) -> dict:
         return {"error": str(error)}
 
 
+def _publish(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: the test reads it as soon as it exists."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.rename(path)
+
+
 def main(mode: str, day: str, rounds: str, folder: str) -> None:
     import os
 
@@ -55,13 +62,13 @@ def main(mode: str, day: str, rounds: str, folder: str) -> None:
     )
     start = {"cli": cli, "launched": launched}[mode]
     with dg.DagsterInstance.get() as instance:
-        (here / f"{mode}.ready").write_text("ready")
+        _publish(here / f"{mode}.ready", "ready")
         for round_number in range(int(rounds)):
             go = here / f"go.{round_number}"
             while not go.exists():  # the test's signal: both processes start together
                 time.sleep(0.005)
             outcome = start(definitions, instance, dt.date.fromisoformat(day))
-            (here / f"{mode}.{round_number}.json").write_text(json.dumps(outcome))
+            _publish(here / f"{mode}.{round_number}.json", json.dumps(outcome))
 
 
 if __name__ == "__main__":

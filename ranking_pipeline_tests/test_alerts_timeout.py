@@ -40,7 +40,7 @@ from ranking_pipeline_tests.fakes import (
     slack_messages,
     slack_resource,
 )
-from ranking_pipeline_tests.helpers import project_location_target, run_date
+from ranking_pipeline_tests.helpers import project_location_target, run_date, wait_until
 
 D = dt.date(2026, 1, 10)
 MAX_RUNTIME_SECONDS = 4
@@ -53,28 +53,32 @@ def alert_servers():
         yield slack, pagerduty, smtp
 
 
+def _step_event(instance: dg.DagsterInstance, run_id: str, step_key: str, event_type) -> bool:
+    return any(
+        entry.dagster_event.step_key == step_key for entry in instance.all_logs(run_id, of_type=event_type)
+    )
+
+
 def _wait_for_step(instance: dg.DagsterInstance, run_id: str, step_key: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        started = instance.all_logs(run_id, of_type=DagsterEventType.STEP_START)
-        if any(entry.dagster_event.step_key == step_key for entry in started):
-            return
+    def started() -> bool:
+        if _step_event(instance, run_id, step_key, DagsterEventType.STEP_START):
+            return True
         run = instance.get_run_by_id(run_id)
         assert not run.is_finished, f"run ended {run.status} before {step_key} started"
-        time.sleep(0.2)
-    raise AssertionError(f"{step_key} did not start within {timeout} s")
+        return False
+
+    wait_until(started, timeout, f"the start of {step_key}", 0.2)
 
 
 def _wait_for_step_failure(
     instance: dg.DagsterInstance, run_id: str, step_key: str, timeout: float = 30
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        failed = instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
-        if any(entry.dagster_event.step_key == step_key for entry in failed):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{step_key} did not record its failure within {timeout} s")
+    wait_until(
+        lambda: _step_event(instance, run_id, step_key, DagsterEventType.STEP_FAILURE),
+        timeout,
+        f"the recorded failure of {step_key}",
+        0.2,
+    )
 
 
 def _stop_worker(instance: dg.DagsterInstance, run_id: str) -> None:

@@ -69,11 +69,17 @@ def test_seed_then_run_on_the_embedded_default_with_no_server_configured(tmp_pat
 
     assert seeded.returncode == 0, seeded.stderr
     assert (
-        f"seeded the embedded PostgreSQL in {tmp_path / 'pgdata'}: 500 users, 15,500 orders" in seeded.stdout
+        f"seeded the embedded PostgreSQL in {tmp_path / 'pgdata'}: 500 users, 18,000 orders" in seeded.stdout
     )
-    assert "from 2026-10-28 to 2026-11-27 (JST)" in seeded.stdout
+    assert "from 2026-10-23 to 2026-11-27 (JST)" in seeded.stdout
+    # every seeded day aggregated by one BATCH-000 run: the last 7 dates can be run or re-run at once
+    assert "daily_order_aggregates 2026-10-23 .. 2026-11-27: run " in seeded.stdout
+    assert "complete window (ready to run or re-run): 2026-11-21 .. 2026-11-27" in seeded.stdout
     assert ran.returncode == 0, ran.stderr
-    assert "daily aggregates computed: 30 day(s) (2026-10-29 .. 2026-11-27)" in ran.stdout
+    assert "daily aggregates computed: 0 day(s) (the window was complete)" in ran.stdout
+    earlier = cli("run", "--date", "2026-11-21", env=env, cwd=tmp_path)
+    assert earlier.returncode == 0, earlier.stderr
+    assert "daily aggregates computed: 0 day(s) (the window was complete)" in earlier.stdout
     top_line = ran.stdout.split("top 10:")[1].splitlines()[2].split()
     assert top_line[0] == "1"
 

@@ -74,3 +74,12 @@ def test_allowed_errors_are_listed_apart_and_unlabelled_ones_fail():
 
     assert scan.allowed == [MISSED]
     assert scan.problems == [UNLABELLED]
+
+
+def test_a_traceback_of_an_allowed_error_is_listed_apart():
+    allowed = (re.compile(r'relation "ranking_partition_runs" does not exist'),)
+
+    scan = scan_log("\n".join([INFO, *OUR_TRACEBACK, *OTHER_TRACEBACK]), OURS, allowed)
+
+    assert scan.problems == []
+    assert scan.allowed == [OUR_TRACEBACK[0]]

@@ -9,13 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import psutil
 
 from ranking_pipeline_tests.dagster_dev import copy_project, free_port
+from ranking_pipeline_tests.helpers import wait_until
 
 STARTUP_SECONDS = 120
 
@@ -56,11 +56,12 @@ def test_sigterm_stops_dagster_dev_and_the_embedded_server_it_started(tmp_path):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not (_ui_answers(port) and _postgres_of(pgdata)):  # the gate sensor's first tick starts it
+
+        def up() -> bool:  # the gate sensor's first tick starts the embedded server
             assert dev.poll() is None, (tmp_path / "dev.log").read_text()
-            assert time.monotonic() < deadline, "dagster dev or the embedded server did not come up"
-            time.sleep(1)
+            return bool(_ui_answers(port) and _postgres_of(pgdata))
+
+        wait_until(up, STARTUP_SECONDS, "dagster dev and the embedded server", 1)
         ours = psutil.Process(dev.pid).children(recursive=True) + _postgres_of(pgdata)
         assert any("code-server" in " ".join(p.cmdline()) for p in ours if p.is_running())
 

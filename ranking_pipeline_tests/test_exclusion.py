@@ -4,7 +4,6 @@ the project's dagster.yaml, with the runs launched by a real code server."""
 
 import datetime as dt
 import itertools
-import time
 from collections.abc import Iterator
 
 import dagster as dg
@@ -27,7 +26,7 @@ from ranking_pipeline.constants import (
 from ranking_pipeline.defs.batch_requests import rankings_after, scoring_tags
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.conftest import PROJECT_ROOT
-from ranking_pipeline_tests.helpers import rankings_rows, run_date
+from ranking_pipeline_tests.helpers import rankings_rows, run_date, wait_until
 
 D = dt.date(2026, 11, 27)
 LOCATION = "ranking_pipeline"
@@ -79,13 +78,8 @@ def status(instance, run_id: str) -> Status:
 
 
 def wait_until_finished(instance, run_id: str, timeout: float = 180) -> Status:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        current = status(instance, run_id)
-        if current in (Status.SUCCESS, Status.FAILURE, Status.CANCELED):
-            return current
-        time.sleep(0.5)
-    raise AssertionError(f"run {run_id} still {status(instance, run_id)} after {timeout} s")
+    wait_until(lambda: instance.get_run_by_id(run_id).is_finished, timeout, f"the end of run {run_id}", 0.5)
+    return status(instance, run_id)
 
 
 def test_batch_003_never_overlaps_the_scoring_or_the_ranking_of_a_batch(workspace, instance, engine):

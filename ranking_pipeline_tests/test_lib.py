@@ -18,6 +18,7 @@ from ranking_pipeline.lib.business_date import (
     describe_run_dates,
     last_complete_day,
     parse_date,
+    partition_selection,
     window_days,
 )
 from ranking_pipeline.lib.checks import row_count_anomaly
@@ -171,6 +172,7 @@ def test_only_what_a_retry_can_fix_is_transient():
     assert not is_transient(numeric_overflow)
     assert not is_transient(BusinessDateError("2099-01-01 has not ended"))
     assert not is_transient(KeyError("a bug"))
+    assert not is_transient(redis.exceptions.AuthenticationError("invalid username-password pair"))
     assert one_line(ValueError("first line\nsecond")) == "ValueError: first line"
 
 
@@ -190,3 +192,9 @@ def test_missing_days_are_grouped_into_contiguous_spans():
         (dt.date(2026, 11, 7), dt.date(2026, 11, 7)),
         (dt.date(2026, 11, 9), dt.date(2026, 11, 10)),
     ]
+
+
+def test_missing_days_are_named_as_the_launch_dialogs_partition_selection():
+    days = [dt.date(2026, 11, d) for d in (1, 2, 3, 7, 9, 10)]
+    assert partition_selection(days) == "[2026-11-01...2026-11-03], 2026-11-07, [2026-11-09...2026-11-10]"
+    assert partition_selection([dt.date(2026, 11, 7)]) == "2026-11-07"

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from decimal import Decimal
 
@@ -23,7 +22,7 @@ from ranking_pipeline.lib.lock import (
 )
 from ranking_pipeline.lib.queries import replace_rankings
 from ranking_pipeline.lib.schema import ensure_output_tables
-from ranking_pipeline_tests.helpers import load_inputs, rankings_rows
+from ranking_pipeline_tests.helpers import load_inputs, rankings_rows, wait_until
 
 D = dt.date(2026, 11, 27)
 
@@ -49,13 +48,15 @@ def make_lock(request, engine):
     return build
 
 
-def wait_until(condition, timeout: float, what: str) -> float:
-    """Poll ``condition`` until true; the seconds it took (fails after ``timeout``)."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, f"{what} not within {timeout} s"
-        time.sleep(0.1)
-    return time.monotonic() - started
+def renewed_past(lock, holder, seconds: float) -> bool:
+    """The holder's lease was renewed to at least ``seconds`` beyond its first lease: the renewal happened
+    after that first lease had lapsed, and the holder still held the lock then."""
+    current = lock.current_holder()
+    first = dt.datetime.fromisoformat(holder.lease_until)
+    return current is not None and (
+        current.token == holder.token
+        and dt.datetime.fromisoformat(current.lease_until) >= first + dt.timedelta(seconds=seconds)
+    )
 
 
 def test_the_lock_key_and_limits_are_the_design_documents(engine):
@@ -99,8 +100,7 @@ def test_a_holder_that_is_gone_loses_the_lock_when_its_lease_lapses(make_lock):
 def test_a_live_holder_keeps_its_lock_past_its_lease_and_never_past_its_expiry(make_lock):
     lock = make_lock(ttl_seconds=4, lease_seconds=1)
     with lock.held("run-alive") as holder:
-        time.sleep(2.5)  # longer than the lease: the heartbeat renewed it
-        assert lock.current_holder().token == holder.token
+        wait_until(lambda: renewed_past(lock, holder, 1), 10, "a renewal after the first 1 s lease")
         with pytest.raises(LockHeldError):
             make_lock().acquire("run-other")
         wait_until(lambda: lock.current_holder() is None, 10, "the 4 s expiry")  # even while it still beats
@@ -208,7 +208,8 @@ def test_a_killed_holder_process_loses_the_lock_at_once_on_its_machine(make_lock
     )
     try:
         assert holder.stdout.readline().strip() == "holding"
-        time.sleep(3)  # beyond its 2 s lease: the heartbeat keeps a live holder's lock
+        first = make_lock().current_holder()
+        wait_until(lambda: renewed_past(make_lock(), first, 2), 20, "a renewal after the first 2 s lease")
         with pytest.raises(LockHeldError, match="run-that-gets-killed"):
             make_lock().acquire("run-next")
         os.kill(holder.pid, signal.SIGKILL)  # or the OOM killer

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from ranking_pipeline.lib.lock import PostgresBatchLock, RedisBatchLock, lock_key
 from ranking_pipeline.lib.schema import ensure_output_tables
 from ranking_pipeline.lib.seed import seed
-from ranking_pipeline_tests.helpers import cli, rankings_rows
+from ranking_pipeline_tests.helpers import cli, rankings_rows, wait_until
 from ranking_pipeline_tests.test_against_sql import INDEPENDENT_RANKING
 from ranking_pipeline_tests.test_lock import HOLDER_PROCESS
 
@@ -65,10 +65,13 @@ def test_a_run_killed_while_holding_the_lock_does_not_block_the_next_one(backend
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    while (holder := _holder_of(backend, engine)) is None or holder.pid != victim.pid:
-        assert victim.poll() is None and time.monotonic() < deadline, "the run never held the lock"
-        time.sleep(0.2)
+
+    def victim_holds() -> bool:
+        assert victim.poll() is None, "the run ended before it held the lock"
+        holder = _holder_of(backend, engine)
+        return holder is not None and holder.pid == victim.pid
+
+    wait_until(victim_holds, 120, "the run holding the lock")
     os.kill(victim.pid, signal.SIGKILL)  # as the OOM killer would
     victim.wait()
     with engine.begin() as connection:

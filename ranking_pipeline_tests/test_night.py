@@ -10,7 +10,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -44,7 +43,13 @@ from ranking_pipeline_tests.fakes import (
     slack_messages,
     slack_resource,
 )
-from ranking_pipeline_tests.helpers import project_defs, project_location_target, rankings_rows, run_date
+from ranking_pipeline_tests.helpers import (
+    project_defs,
+    project_location_target,
+    rankings_rows,
+    run_date,
+    wait_until,
+)
 from ranking_pipeline_tests.test_against_sql import INDEPENDENT_RANKING
 
 D = dt.date(2026, 11, 27)
@@ -127,11 +132,13 @@ def test_a_ui_materialization_of_one_range_republishes_its_date(engine, definiti
 
 
 def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
+    def appeared() -> bool:
+        if path.exists():
+            return True
         assert process.poll() is None, process.stderr.read()
-        assert time.monotonic() < deadline, f"{path.name} did not appear"
-        time.sleep(0.05)
+        return False
+
+    wait_until(appeared, timeout, f"{path.name}", 0.05)
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "redis"])

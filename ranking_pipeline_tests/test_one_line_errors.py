@@ -12,17 +12,20 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import redis
 import sqlalchemy as sa
 import yaml
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 
 from ranking_pipeline.lib import db, settings
+from ranking_pipeline_tests import fakes
 from ranking_pipeline_tests.conftest import PROJECT_ROOT, project_instance_settings
 from ranking_pipeline_tests.helpers import cli, code_location_origin
 
 D = "2026-11-27"
 TRIGGER = PROJECT_ROOT / "deploy" / "trigger" / "launch_batch_001.py"
+TRIGGER_SH = TRIGGER.with_suffix(".sh")  # kept for older cron lines: calls the Python script
 CLOSED_DATABASE = "postgresql://rel_user:Zq0closedsekret@127.0.0.1:1/ranking"  # nothing listens on port 1
 ENV_PREFIXES = ("RANKING_", "DAGSTER_", "SLACK_BOT_TOKEN", "PAGERDUTY_ROUTING_KEY")
 CLI_PREFIX, TRIGGER_PREFIX = "ranking-pipeline: error: ", "launch_batch_001: "
@@ -39,6 +42,7 @@ COMMANDS = {
     "dev": ["dev", "-p", "3999"],
     "bench": ["bench", "--users", "5"],
     "trigger": [D],
+    "trigger.sh": [D],
 }
 BAD_ARGUMENTS = {
     "run": [["run", "--dates", D], ["run", "--date", "2026-02-30"], ["run", "--date", "2099-01-01"]],
@@ -50,6 +54,7 @@ BAD_ARGUMENTS = {
     "dev": [["dev", "--bogus"], ["dev", "-p", "abc"]],
     "bench": [["bench", "--users", "5", "--runs", "0"]],
     "trigger": [["--bogus"], ["2025-02-30"]],
+    "trigger.sh": [["--bogus"]],
 }
 
 
@@ -76,16 +81,15 @@ def workdir(tmp_path) -> Path:
 
 
 def _command(name: str, args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    if name != "trigger":
+    if not name.startswith("trigger"):
         return cli(*args, env=env, cwd=str(cwd))
-    return subprocess.run(
-        [sys.executable, str(TRIGGER), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
-    )
+    script = [sys.executable, str(TRIGGER)] if name == "trigger" else ["sh", str(TRIGGER_SH)]
+    return subprocess.run([*script, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def _one_line(done: subprocess.CompletedProcess, name: str) -> str:
     """The single line on stderr (nothing on stdout), after the command's prefix."""
-    prefix = TRIGGER_PREFIX if name == "trigger" else CLI_PREFIX
+    prefix = TRIGGER_PREFIX if name.startswith("trigger") else CLI_PREFIX
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(prefix), done.stderr[-3000:]
     assert done.stdout == "", done.stdout[-3000:]
@@ -131,17 +135,19 @@ def test_every_mistake_is_one_line_and_exit_2_with_nothing_run_or_written(
     done = _command(name, args, _environment(dagster_home, values), workdir)
 
     line = _one_line(done, name)
-    if name == "trigger" and mistake == "unreachable":
+    if name.startswith("trigger") and mistake == "unreachable":
         # Dagster is the trigger's only store; not reaching it is its documented exit 1, nothing launched
         assert done.returncode == 1 and "nothing was launched" in line
     else:
         assert done.returncode == 2, line
     if mistake == "bad setting":
         expected = (
-            "DAGSTER_URL" if name == "trigger" else "RANKING_SMTP_PORT='abc': expected a TCP port number"
+            "DAGSTER_URL"
+            if name.startswith("trigger")
+            else "RANKING_SMTP_PORT='abc': expected a TCP port number"
         )
         assert expected in line
-    if mistake == "unreachable" and name != "trigger":
+    if mistake == "unreachable" and not name.startswith("trigger"):
         assert "cannot reach the database postgresql+psycopg2://rel_user:***@127.0.0.1:1/ranking" in line
         assert "Zq0closedsekret" not in done.stderr
     _nothing_written(dagster_home, workdir)
@@ -149,7 +155,7 @@ def test_every_mistake_is_one_line_and_exit_2_with_nothing_run_or_written(
     assert _bench_databases(database_url) == benches_before
 
 
-@pytest.mark.parametrize("name", ["run", "lock status", "lock release"])
+@pytest.mark.parametrize("name", ["run", "seed", "lock status", "lock release"])
 def test_an_unreachable_redis_is_one_line_at_once_with_nothing_written(
     name, database_url, dagster_home, workdir
 ):
@@ -163,6 +169,27 @@ def test_an_unreachable_redis_is_one_line_at_once_with_nothing_written(
     line = _one_line(done, name)
     assert done.returncode == 2
     assert line.startswith("Redis at redis://***@127.0.0.1:1/0 did not answer: ")
+    assert "Zq0redissekret" not in done.stderr
+    _nothing_written(dagster_home, workdir)
+    assert _tables(database_url) == []
+
+
+@pytest.mark.parametrize("name", ["run", "lock status"])
+def test_a_redis_refusing_the_login_is_one_line_at_once_with_nothing_written(
+    name, redis_url, database_url, dagster_home, workdir
+):
+    parsed = redis.connection.parse_url(redis_url)
+    where = f"{parsed.get('host', '127.0.0.1')}:{parsed.get('port', 6379)}"
+    values = {
+        "RANKING_DATABASE_URL": database_url,
+        "RANKING_REDIS_URL": f"redis://nobody:Zq0redissekret@{where}/0",  # no such user
+    }
+
+    done = cli(*COMMANDS[name], env=_environment(dagster_home, values), cwd=str(workdir))
+
+    line = _one_line(done, name)
+    assert done.returncode == 2
+    assert line.startswith(f"Redis at redis://***@{where}/0 did not answer: AuthenticationError: "), line
     assert "Zq0redissekret" not in done.stderr
     _nothing_written(dagster_home, workdir)
     assert _tables(database_url) == []
@@ -266,15 +293,19 @@ SECRET_CASES = (
 )
 
 
+HTTP_URL_SETTINGS = ("RANKING_SLACK_API_URL", "RANKING_PAGERDUTY_EVENTS_URL", "RANKING_DAGSTER_UI_URL")
+
+
 def _with_secret(values: dict[str, str], index: int) -> tuple[dict[str, str], str]:
     secret = f"Zq{index + 1}sekret"
     return {name: value.replace("{}", secret) for name, value in values.items()}, secret
 
 
 def test_no_description_of_a_url_holds_its_secret():
-    """What logs, run metadata and messages show of a URL (lib/redact.py, lib/db.py, lib/cache.py)."""
+    """What logs, run metadata, messages and alert links show of a URL (lib/redact.py, lib/db.py,
+    lib/cache.py)."""
     from ranking_pipeline.lib.cache import describe_redis_url
-    from ranking_pipeline.lib.redact import url_location
+    from ranking_pipeline.lib.redact import public_url, url_location
 
     for index, (values, why) in enumerate(SECRET_CASES):
         values, secret = _with_secret(values, index)
@@ -282,6 +313,7 @@ def test_no_description_of_a_url_holds_its_secret():
             shown = [url_location(value)]
             shown += [db.describe_url(value)] if name == "RANKING_DATABASE_URL" else []
             shown += [describe_redis_url(value)] if name == "RANKING_REDIS_URL" else []
+            shown += [public_url(value)] if name in HTTP_URL_SETTINGS else []
             assert not [text for text in shown if secret in text], (why, shown)
 
 
@@ -305,6 +337,36 @@ def test_no_secret_reaches_the_command_line_whatever_the_mistake(index, values, 
     assert done.returncode == 2, line
     assert secret not in done.stdout + done.stderr and not SECRET.search(done.stdout + done.stderr), line
     _nothing_written(dagster_home, workdir)
+
+
+# The trigger's own secrets: DAGSTER_AUTH's header value and credentials written into DAGSTER_URL.
+TRIGGER_SECRET_CASES = [
+    ({"DAGSTER_URL": "http://ops:{}@dagster.internal:3000"}, 2, "credentials in DAGSTER_URL"),
+    ({"DAGSTER_URL": "ops:{}@dagster.internal:abc"}, 2, "no scheme, credentials and a bad port"),
+    ({"DAGSTER_URL": "http://ops:{}@[::1:3000"}, 2, "credentials before an unclosed IPv6 bracket"),
+    ({"DAGSTER_AUTH": "Bearer {}"}, 2, "a token without its header name"),
+    ({"DAGSTER_AUTH": "Authorization: Bearer {}\r\nX-Other: 1"}, 2, "two headers"),
+    ({"DAGSTER_AUTH": "Authorization: Bearer {}", "DAGSTER_URL": "http://127.0.0.1:1"}, 1, "Dagster down"),
+    ({"DAGSTER_AUTH": "Authorization: Bearer {}"}, 1, "a proxy quoting the token in its refusal"),
+]
+
+
+@pytest.mark.parametrize(
+    ("index", "values", "code"),
+    [(index, values, code) for index, (values, code, _) in enumerate(TRIGGER_SECRET_CASES)],
+    ids=[why for _, _, why in TRIGGER_SECRET_CASES],
+)
+def test_no_secret_reaches_the_trigger_scripts_line(index, values, code, dagster_home, workdir):
+    secret = f"Zq{index + 201}sekret"
+    values = {name: value.replace("{}", secret) for name, value in values.items()}
+    with fakes.recording_http_server(answer={"errors": [{"message": f"refused: Bearer {secret}"}]}) as proxy:
+        env = _environment(dagster_home, {"DAGSTER_URL": proxy.url, **values})
+
+        done = _command("trigger", [D], env, workdir)
+
+    line = _one_line(done, "trigger")
+    assert done.returncode == code, line
+    assert secret not in done.stdout + done.stderr and not SECRET.search(done.stdout + done.stderr), line
 
 
 @pytest.fixture(scope="module")

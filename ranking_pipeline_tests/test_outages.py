@@ -27,7 +27,14 @@ from ranking_pipeline.lib import errors
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.conftest import REDIS_URL
 from ranking_pipeline_tests.fakes import TcpProxy, fake_slack, slack_messages, slack_resource, tcp_proxy
-from ranking_pipeline_tests.helpers import batch_runs, project_defs, rankings_rows, run_date, sensor_tick
+from ranking_pipeline_tests.helpers import (
+    batch_runs,
+    project_defs,
+    rankings_rows,
+    run_date,
+    sensor_tick,
+    wait_until,
+)
 from ranking_pipeline_tests.test_against_sql import INDEPENDENT_RANKING
 from ranking_pipeline_tests.test_automation import batch_002_job
 
@@ -155,10 +162,8 @@ def _assert_batch_succeeded_once(engine, instance, definitions, redis_client=Non
         r for r in batch_runs(instance, BATCH_001_RANKINGS_JOB) if r.tags.get(SCORED_BY_TAG) == scoring.run_id
     ]
     assert (scoring.status, ranking.status) == (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.SUCCESS)
-    deadline = time.monotonic() + 30  # a release that met the outage is finished in the background
-    while not _lock_free(engine, redis_client):
-        assert time.monotonic() < deadline, "a lock was left behind"
-        time.sleep(0.2)
+    # a release that met the outage is finished in the background
+    wait_until(lambda: _lock_free(engine, redis_client), 30, "the release of the batch's lock")
 
 
 def _alerts_and_batch_002(instance, definitions, cursors: dict) -> tuple[list, list]:

@@ -17,9 +17,9 @@ from dagster._core.storage.partition_status_cache import get_and_update_asset_st
 from dagster._core.test_utils import create_test_daemon_workspace_context
 from dagster_graphql.test.utils import execute_dagster_graphql
 
-from ranking_pipeline.batch_runner import BatchRunFailed, run_batch_runs
-from ranking_pipeline.constants import BATCH_001_SCORES_JOB, BUSINESS_DATE_TAG
-from ranking_pipeline.lib.business_date import scores_partition_tags
+from ranking_pipeline.batch_runner import BatchRunFailed, aggregate_seeded_days, run_batch_runs
+from ranking_pipeline.constants import BATCH_001_RANKINGS_JOB, BATCH_001_SCORES_JOB, BUSINESS_DATE_TAG
+from ranking_pipeline.lib.business_date import PARTITION_TAG, scores_partition_tags
 from ranking_pipeline.lib.ranges import USER_ID_RANGES, cut_in_force
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline.local_runs import execute_job
@@ -53,8 +53,13 @@ def test_a_failed_scoring_marks_its_own_date_only_and_leaves_its_ranking_missing
     run_date(definitions, instance, D)  # aggregates D-29 .. D; D-30 is not aggregated
     previous = D - dt.timedelta(days=1)
 
-    with pytest.raises(BatchRunFailed, match="IncompleteWindowError"):
+    with pytest.raises(BatchRunFailed, match="IncompleteWindowError") as failed:
         run_batch_runs(definitions, instance, previous)  # W(D-1) needs D-30: the scoring run fails
+    # the one line says what to launch, as the launch dialog takes it
+    said = str(failed.value)
+    assert "open the asset daily_order_aggregates, Materialize… (Show all partitions, if they" in said
+    day_before = D - dt.timedelta(days=30)
+    assert f"enter {day_before} as the partitions, Launch backfill; then launch {previous} again" in said
 
     rankings_done, rankings_failed = partition_status(instance, definitions, RANKINGS)
     assert (rankings_done, rankings_failed) == ({str(D)}, set())  # no ranking run follows a failed scoring
@@ -223,3 +228,30 @@ def test_an_instance_with_the_old_range_partitions_loads_and_shows_the_new_ones(
     statuses = node["assetPartitionStatuses"]
     assert statuses["__typename"] == "MultiPartitionStatuses"
     assert [r["primaryDimStartKey"] for r in statuses["ranges"]] == [str(D)]
+
+
+def test_seeded_days_all_aggregated_let_an_earlier_date_be_scored_and_a_half_scored_date_says_what_to_score(
+    engine, instance, definitions
+):
+    """What `ranking-pipeline seed` leaves (every seeded day aggregated): D-1 scores at once. Ranking a date
+    of which only one range is scored fails at once, naming the other ranges and how to launch them."""
+    previous = D - dt.timedelta(days=1)
+    seed(engine, 1000, end_date=D, random_seed=9, days=31)
+    aggregated = aggregate_seeded_days(definitions, instance, D - dt.timedelta(days=30), D)
+    assert aggregated.days[0] == previous - dt.timedelta(days=29) and aggregated.days[-1] == D
+    first_range, *others = [user_range.key for user_range in USER_ID_RANGES]
+
+    one_range = execute_job(
+        definitions, BATCH_001_SCORES_JOB, instance, scores_partition_tags(previous, [first_range])
+    )
+    assert one_range.failure is None, one_range.failure
+    ranking = execute_job(definitions, BATCH_001_RANKINGS_JOB, instance, {PARTITION_TAG: str(previous)})
+    assert ranking.failure is not None and "StaleScoresError" in ranking.failure
+    assert f"for the user-ID range(s) {', '.join(others)}. To score them, open the asset user_scores" in (
+        ranking.failure
+    )
+    assert f"enter {previous} as the date, pick those ranges in the user-ID range picker" in ranking.failure
+    assert rankings_rows(engine, previous) == []
+
+    run_batch_runs(definitions, instance, previous)  # scores the other ranges, then ranks
+    assert len(rankings_rows(engine, previous)) > 500

@@ -16,6 +16,7 @@ from slack_sdk.web.client import WebClient
 from ranking_pipeline.defs.resources import from_environment
 from ranking_pipeline.lib import settings
 from ranking_pipeline.lib.notify.senders import post_pagerduty_event, send_mail
+from ranking_pipeline.lib.redact import public_url
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_SLACK_CHANNEL = "#batch-logs"
@@ -113,7 +114,9 @@ class DagsterUi(dg.ConfigurableResource):
     base_url: str = Field(default=DEFAULT_DAGSTER_UI_URL, description="RANKING_DAGSTER_UI_URL.")
 
     def run_url(self, run_id: str) -> str:
-        return f"{self.base_url.rstrip('/')}/runs/{run_id}"
+        """The run's page; never with the user name, password or query the configured URL may carry (the
+        link goes to Slack, mail and PagerDuty: the browser asks for the login)."""
+        return f"{public_url(self.base_url).rstrip('/')}/runs/{run_id}"
 
 
 def notification_resources_from_environment() -> dict[str, dg.ConfigurableResource]:

@@ -188,6 +188,14 @@ def contiguous_spans(days: list[dt.date]) -> list[tuple[dt.date, dt.date]]:
     return spans
 
 
+def partition_selection(days: list[dt.date]) -> str:
+    """The days as the text a launch dialog's partition selection takes: ``[2025-05-20...2025-05-24]`` per
+    span of consecutive days (a single day as itself), comma-separated."""
+    return ", ".join(
+        str(first) if first == last else f"[{first}...{last}]" for first, last in contiguous_spans(days)
+    )
+
+
 def describe_days(days: list[dt.date], shown: int = 5) -> str:
     text = ", ".join(str(day) for day in days[:shown])
     return text + (f" and {len(days) - shown} more" if len(days) > shown else "")

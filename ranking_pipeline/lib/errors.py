@@ -38,8 +38,8 @@ def is_transient(error: BaseException) -> bool:
     current: BaseException | None = error
     while current is not None and id(current) not in seen:  # the cause chain: wrappers name the real error
         seen.add(id(current))
-        if isinstance(current, PermanentError):
-            return False
+        if isinstance(current, PermanentError | redis.exceptions.AuthenticationError):
+            return False  # Redis refusing the user or password: a setting to fix (as PostgreSQL's 28P01)
         if isinstance(
             current, TransientError | redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
         ):

@@ -7,13 +7,17 @@ that is not a number, a user part with a raw ``@``, a query ``?password=``) is l
 scheme shows nothing but ``(value hidden)``.
 
 ``scrub`` is the last line of defence: messages about a value (a driver's error, a parser's) have the
-secret's pieces (the whole value, its user part, its password, raw and %-decoded) replaced by ``***``.
+secret's pieces (the whole value, its user part, its password, raw and %-decoded) replaced by ``***``;
+``scrub_settings`` does it for every secret of the configured settings, for what a third party says (an alert
+channel's error). ``public_url`` is a URL fit for a link in an alert: without the user name and password (or a
+query's token) a browser may carry in it.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, unquote
 
 HIDDEN = "(value hidden)"
@@ -106,3 +110,21 @@ def scrub(text: str, pieces: Iterable[str]) -> str:
     for piece in sorted(set(pieces), key=len, reverse=True):
         text = text.replace(piece, MASK)
     return text
+
+
+def scrub_settings(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """``text`` without any piece of a configured secret setting (``lib/settings.py``; the environment)."""
+    from ranking_pipeline.lib.settings import secret_pieces_of
+
+    return scrub(text, secret_pieces_of(os.environ if environ is None else environ))
+
+
+def public_url(url: str) -> str:
+    """What of a URL may become a link people are sent (in an alert): its scheme, host, port and path; never
+    its user part (all before the last ``@``, as above), query or fragment. No scheme: ``(value hidden)``."""
+    text = url.strip()
+    scheme = scheme_of(text)
+    if scheme is None:
+        return HIDDEN
+    _, _, after = _after_scheme(text).rpartition("@")
+    return f"{scheme}://{re.split(r'[?#]', after, maxsplit=1)[0]}"

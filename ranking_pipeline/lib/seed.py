@@ -1,10 +1,10 @@
 """A deterministic synthetic data set shaped like the contract's reference workload.
 
-N users (about 90 % active, the rest suspended or deleted) and 31 JST days of orders ending at
-``end_date``, N orders a day: a per-user lognormal activity weight, about 85 % completed orders (the
-rest cancelled or refunded), lognormal amounts rounded to the cent with some 0.00, a few orders naming
-users that do not exist, and a few orders at exactly 00:00:00 JST. Loaded with COPY, one day at a time,
-so memory stays flat at any N.
+N users (about 90 % active, the rest suspended or deleted) and ``days`` JST days of orders ending at
+``end_date`` (31 by default, the contract's reference workload), N orders a day: a per-user lognormal
+activity weight, about 85 % completed orders (the rest cancelled or refunded), lognormal amounts rounded to
+the cent with some 0.00, a few orders naming users that do not exist, and a few orders at exactly
+00:00:00 JST. Loaded with COPY, one day at a time, so memory stays flat at any N.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from ranking_pipeline.lib import schema
 from ranking_pipeline.lib.business_date import jst_midnight
 
-SEED_DAYS = 31
+REFERENCE_DAYS = 31  # the contract's reference workload (benchmarks)
 DERIVED_TABLES = [table.name for table in schema.metadata.sorted_tables]
 
 INPUT_TABLES_DDL = (
@@ -103,18 +103,20 @@ def generate_orders_for_day(
     )
 
 
-def seed(engine: Engine, users: int, *, end_date: dt.date, random_seed: int = 42) -> SeedSummary:
+def seed(
+    engine: Engine, users: int, *, end_date: dt.date, random_seed: int = 42, days: int = REFERENCE_DAYS
+) -> SeedSummary:
     """Replace users and orders with the synthetic data set (input tables are created if missing).
 
     Everything derived from the old orders (aggregates, scores, rankings and their run state) is emptied
     too, so the next run recomputes from the new data instead of trusting aggregates of data that is gone.
     """
-    if users < 1:
-        raise ValueError(f"--users must be at least 1, got {users}")
+    if users < 1 or days < 1:
+        raise ValueError(f"--users and --days must be at least 1, got {users} and {days}")
     rng = np.random.default_rng(random_seed)
     weights = rng.lognormal(mean=0.0, sigma=1.0, size=users)
     weights /= weights.sum()
-    first_day = end_date - dt.timedelta(days=SEED_DAYS - 1)
+    first_day = end_date - dt.timedelta(days=days - 1)
     create_input_tables(engine)
     raw = engine.raw_connection()
     try:
@@ -130,7 +132,7 @@ def seed(engine: Engine, users: int, *, end_date: dt.date, random_seed: int = 42
             if derived:
                 cursor.execute(f"TRUNCATE {derived}")
         _copy(raw, "users", "user_id, name, status, created_at", generate_users(rng, users))
-        for offset in range(SEED_DAYS):
+        for offset in range(days):
             day = first_day + dt.timedelta(days=offset)
             frame = generate_orders_for_day(rng, day, weights, users, first_order_id=offset * users + 1)
             _copy(raw, "orders", "order_id, user_id, amount, status, ordered_at", frame)
@@ -143,4 +145,4 @@ def seed(engine: Engine, users: int, *, end_date: dt.date, random_seed: int = 42
         raise
     finally:
         raw.close()
-    return SeedSummary(users=users, orders=users * SEED_DAYS, first_day=first_day, last_day=end_date)
+    return SeedSummary(users=users, orders=users * days, first_day=first_day, last_day=end_date)

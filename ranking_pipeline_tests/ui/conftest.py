@@ -60,13 +60,18 @@ DOCS_IMAGES = PROJECT_ROOT / "docs" / "images"
 UPDATE_DOCS_IMAGES = os.environ.get("RANKING_UPDATE_DOCS_IMAGES", "") == "1"
 UI_TIMEOUT_MS = 60_000  # other test suites share the 2 cores: be generous
 
-# Fixed dates, so the journeys do not depend on today's. The README's first command seeds 31 JST days of
-# orders ending on BUSINESS_DATE and ranks it (its window, 2025-06-01 .. 2025-06-30, gets aggregated).
+# Fixed dates, so the journeys do not depend on today's. The README's first command seeds 36 JST days of
+# orders ending on BUSINESS_DATE, aggregated by BATCH-000 (2025-05-26 .. 2025-06-30), and ranks it: the
+# window of each of BUSINESS_DATE and the 6 days before it is complete.
 BUSINESS_DATE = dt.date(2025, 6, 30)
 # BATCH-000 never aggregated this day, so a batch for it fails (IncompleteWindowError): the failed date.
 FAILED_DATE = BUSINESS_DATE + dt.timedelta(days=1)
-# The date a person materializes from the partition picker; its window needs 2025-05-31 aggregated too.
+# The date a person re-runs from the partition picker (README: "One date, in the UI").
 PICKED_DATE = BUSINESS_DATE - dt.timedelta(days=1)
+# The span of dates a person re-runs as one backfill (README: "A span of dates").
+SPAN_DATES = (BUSINESS_DATE - dt.timedelta(days=4), BUSINESS_DATE - dt.timedelta(days=2))
+# A date whose window reaches 2 days before the seeded orders: the first launch says which days to aggregate.
+OLD_DATE = BUSINESS_DATE - dt.timedelta(days=8)
 SEEDED_USERS = 2000
 # A secret set in the environment of `dagster dev`: the UI may show its variable's name, never its value.
 SLACK_TOKEN = "xoxb-ui-journeys-0000-not-a-real-token"
@@ -84,14 +89,16 @@ OUR_CODE = (
     "batch_000_schedule",
     "batch_001_schedule",
 )
-# The one ERROR the project logs by design in these journeys: the sample data ends on a fixed date, so the
+# The ERRORs the project logs by design in these journeys: the sample data ends on a fixed date, so the
 # rankings of D = yesterday (JST) are never committed, and from 09:00 JST the missed-ranking alert says so,
-# once per date (README: "A night that does not happen is an alert").
+# once per date (README: "A night that does not happen is an alert"); and the scoring of OLD_DATE, whose
+# window reaches before the seeded orders, fails (its traceback) until its missing days are aggregated.
 ALLOWED_ERRORS = (
     re.compile(
         r" - alert_on_missed_ranking - Critical: no rankings for business date \d{4}-\d{2}-\d{2} by "
         r"\d{2}:\d{2} JST on \d{4}-\d{2}-\d{2}: BATCH-000 has not aggregated"
     ),
+    re.compile(rf"IncompleteWindowError: cannot score {OLD_DATE}: daily_order_aggregates has not been "),
 )
 
 # Errors printed without a level (by Python's last-resort handler), from libraries our code drives: the
@@ -102,21 +109,18 @@ UNLABELLED_ERRORS = (
     re.compile(r"^Failed to stop server"),
 )
 
-# Runs a piece of the CLI's runner in the copy of the project, on its instance and database (as
-# `ranking-pipeline run` does), and prints the outcome as JSON.
+# Runs the two runs of a batch with the CLI's runner in the copy of the project, on its instance and database
+# (as `ranking-pipeline run` does), and prints the outcome as JSON.
 _RUNNER = """
 import datetime as dt, json, sys
-from ranking_pipeline.batch_runner import BatchRunFailed, aggregate_days, run_batch_runs
+from ranking_pipeline.batch_runner import BatchRunFailed, run_batch_runs
 from ranking_pipeline.definitions import defs
 from ranking_pipeline.instance import project_instance
 
-what, day = sys.argv[1], dt.date.fromisoformat(sys.argv[2])
+day = dt.date.fromisoformat(sys.argv[1])
 with project_instance() as (instance, _):
     try:
-        if what == "batch":
-            run_ids, error = run_batch_runs(defs(), instance, day), None
-        else:
-            run_ids, error = [aggregate_days(defs(), instance, day, day)], None
+        run_ids, error = run_batch_runs(defs(), instance, day), None
     except BatchRunFailed as failure:
         run_ids, error = [], str(failure)
 print(json.dumps({"run_ids": run_ids, "error": error}))
@@ -170,8 +174,8 @@ class UiProject:
     """A copy of the project in which the README's first command ran (seed, then run for BUSINESS_DATE)."""
 
     path: Path
-    cli_output: str
-    cli_run_ids: list[str]  # BATCH-000's run, then the batch's scoring run and ranking run
+    cli_output: str  # of `run`
+    cli_run_ids: list[str]  # BATCH-000's run (of `seed`), then the batch's scoring run and ranking run
     ranked_users: int  # as the command printed it
 
     @property
@@ -185,11 +189,11 @@ class UiProject:
     def run_cli(self, *args: str) -> subprocess.CompletedProcess:
         return self._python("-m", "ranking_pipeline.cli", *args)
 
-    def run_runner(self, what: str, day: dt.date) -> dict:
-        """The CLI's runner in the copy: ``batch`` (the two runs of a batch for ``day``) or ``aggregate``
-        (BATCH-000 for ``day``); {"run_ids": [...], "error": one line or None}."""
-        done = self._python("-c", _RUNNER, what, day.isoformat())
-        assert done.returncode == 0, f"runner {what} {day} crashed:\n{done.stdout}\n{done.stderr}"
+    def run_batch(self, day: dt.date) -> dict:
+        """The CLI's runner in the copy: the two runs of a batch for ``day``;
+        {"run_ids": [...], "error": one line or None}."""
+        done = self._python("-c", _RUNNER, day.isoformat())
+        assert done.returncode == 0, f"runner {day} crashed:\n{done.stdout}\n{done.stderr}"
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     def _python(self, *args: str) -> subprocess.CompletedProcess:
@@ -209,12 +213,16 @@ def ui_project(tmp_path_factory) -> UiProject:
     which the README's first command ran: `seed --users 2000 --end-date D`, then `run --date D`."""
     path = copy_project(tmp_path_factory.mktemp("ui-project") / "ranking_pipeline")
     project = UiProject(path=path, cli_output="", cli_run_ids=[], ranked_users=0)
-    seeded = project.run_cli("seed", "--users", str(SEEDED_USERS), "--end-date", BUSINESS_DATE.isoformat())
+    date_text = BUSINESS_DATE.isoformat()
+    seeded = project.run_cli("seed", "--users", str(SEEDED_USERS), "--end-date", date_text)
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    ready = f"complete window (ready to run or re-run): {BUSINESS_DATE - dt.timedelta(days=6)} .. {date_text}"
+    assert ready in seeded.stdout, seeded.stdout
     ran = project.run_cli("run", "--date", BUSINESS_DATE.isoformat())
     assert ran.returncode == 0, ran.stdout + ran.stderr
     project.cli_output = ran.stdout
-    project.cli_run_ids = re.search(r"runs: ([\w, -]+), recorded in", ran.stdout).group(1).split(", ")
+    project.cli_run_ids = [re.search(r"daily_order_aggregates .*: run ([\w-]+), recorded", seeded.stdout)[1]]
+    project.cli_run_ids += re.search(r"runs: ([\w, -]+), recorded in", ran.stdout).group(1).split(", ")
     project.ranked_users = int(re.search(r"users ranked: ([\d,]+)", ran.stdout).group(1).replace(",", ""))
     assert "what `dagster dev` here shows" in ran.stdout, ran.stdout
     assert (project.pgdata / "PG_VERSION").exists(), "the embedded database lives in the copy"
@@ -228,8 +236,17 @@ def slack_api() -> Iterator[RecordingHttpServer]:
         yield server
 
 
+# The runs a journey made fail on purpose: their ERROR lines (the step's and the run's failure) are allowed.
+_FAILED_ON_PURPOSE: list[re.Pattern] = []
+
+
+def expect_failed_run(run_id: str) -> None:
+    """The run ``run_id`` failed as the journey meant it to: its lines in the log are no problem."""
+    _FAILED_ON_PURPOSE.append(re.compile(rf" - {re.escape(run_id)} - "))
+
+
 def _check_log(text: str, where: str) -> None:
-    scan = scan_log(text, OUR_CODE, ALLOWED_ERRORS, UNLABELLED_ERRORS)
+    scan = scan_log(text, OUR_CODE, ALLOWED_ERRORS + tuple(_FAILED_ON_PURPOSE), UNLABELLED_ERRORS)
     for line in scan.allowed:
         print(f"dagster dev log ({where}), allowed by design: {line}")
     if scan.problems:
@@ -266,17 +283,8 @@ def failed_batch(ui_project: UiProject, ui_dev: DagsterDev) -> dict:
     """A batch for FAILED_DATE run with the CLI's runner while `dagster dev` runs: W(FAILED_DATE) lacks
     FAILED_DATE's aggregates, so its scoring run fails and no ranking run follows."""
     _wait_for_first_tick(ui_dev, "alert_on_run_failure")  # so the sensor sees the failure as new
-    outcome = ui_project.run_runner("batch", FAILED_DATE)
+    outcome = ui_project.run_batch(FAILED_DATE)
     assert outcome["error"] and "IncompleteWindowError" in outcome["error"], outcome
-    return outcome
-
-
-@pytest.fixture(scope="module")
-def picked_date_window(ui_project: UiProject, ui_dev: DagsterDev) -> dict:
-    """W(PICKED_DATE) complete: BATCH-000 for 2025-05-31 with the CLI's runner (the README's command
-    aggregated 2025-06-01 .. 2025-06-30)."""
-    outcome = ui_project.run_runner("aggregate", PICKED_DATE - dt.timedelta(days=29))
-    assert outcome["error"] is None, outcome
     return outcome
 
 

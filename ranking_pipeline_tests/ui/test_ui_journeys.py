@@ -18,6 +18,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
+from ranking_pipeline.cli import SAMPLE_DAYS
 from ranking_pipeline.constants import (
     BATCH_000_JOB,
     BATCH_001_RANKINGS_JOB,
@@ -26,8 +27,10 @@ from ranking_pipeline.constants import (
     ORDERS_CONTRACT_CHECK,
     RANKINGS_INTEGRITY_CHECK,
     RANKINGS_ROW_COUNT_ANOMALY_CHECK,
+    SCORED_BY_TAG,
     USERS_CONTRACT_CHECK,
 )
+from ranking_pipeline.lib.business_date import partition_selection, window_days
 from ranking_pipeline.lib.queries import count_rows
 from ranking_pipeline.lib.ranges import USER_ID_RANGES, cut_in_force
 from ranking_pipeline.lib.schema import rankings as rankings_table
@@ -38,10 +41,13 @@ from ranking_pipeline_tests.fakes import RecordingHttpServer, slack_messages
 from ranking_pipeline_tests.ui.conftest import (
     BUSINESS_DATE,
     FAILED_DATE,
+    OLD_DATE,
     PICKED_DATE,
     SLACK_TOKEN,
+    SPAN_DATES,
     Journey,
     UiProject,
+    expect_failed_run,
 )
 
 expect = pytest.importorskip("playwright.sync_api", reason="the ui-tests extra is not installed").expect
@@ -49,6 +55,7 @@ expect = pytest.importorskip("playwright.sync_api", reason="the ui-tests extra i
 pytestmark = pytest.mark.browser
 
 D, F, E = BUSINESS_DATE.isoformat(), FAILED_DATE.isoformat(), PICKED_DATE.isoformat()
+OLD = OLD_DATE.isoformat()
 RANGE_KEYS = [user_range.key for user_range in USER_ID_RANGES]
 RERUN_RANGE = USER_ID_RANGES[0].key  # the range holding the smallest user IDs
 RUN_TIMEOUT = 300
@@ -228,6 +235,17 @@ def _ranked(project: UiProject, day: dt.date) -> int:
         return count_rows(connection, rankings_table, "ranking_date", day)
 
 
+def _backfills(dev: DagsterDev) -> list[dict]:
+    """The latest backfills, newest first: id, status, runs."""
+    return dev.graphql(BACKFILLS)["partitionBackfillsOrError"]["results"]
+
+
+def _backfill_of(dev: DagsterDev, run_id: str) -> dict:
+    """The backfill that launched the run ``run_id``."""
+    backfill_id = {t["key"]: t["value"] for t in dev.run(run_id)["tags"]}["dagster/backfill"]
+    return next(backfill for backfill in _backfills(dev) if backfill["id"] == backfill_id)
+
+
 def _wait_for_new_run(dev: DagsterDev, known: set[str], timeout: float = 120) -> dict:
     run = dev.wait_for_new_run(known, timeout=timeout)
     finished = dev.wait_for_run(run["runId"], timeout=RUN_TIMEOUT)
@@ -282,14 +300,17 @@ def _open_materialize_dialog(journey: Journey, asset: str):
     return dialog
 
 
-def _pick_score_partitions(journey: Journey, dialog, day: str, range_key: str | None) -> None:
-    """In user_scores' launch dialog: the date, then one range (or all of them)."""
+def _pick_score_partitions(
+    journey: Journey, dialog, day: str, range_key: str | None, *, dates: int = 1
+) -> None:
+    """In user_scores' launch dialog: the date (or dates, as typed), then one range (or all of them)."""
     date_input = dialog.get_by_placeholder(re.compile(r"^ex: "))
     date_input.fill(day)
     date_input.press("Enter")
     if range_key is None:
         dialog.get_by_role("button", name="All", exact=True).nth(1).click()  # the range dimension's "All"
-        expect(dialog.get_by_text("8 partitions", exact=True)).to_be_visible()
+        if dates == 1:  # (a dialog of two assets counts no partitions)
+            expect(dialog.get_by_text(f"{len(RANGE_KEYS)} partitions", exact=True)).to_be_visible()
         return
     dialog.locator("[aria-haspopup=dialog]").first.click()  # the range picker
     picker = journey.page.locator("[data-radix-popper-content-wrapper]")
@@ -455,9 +476,10 @@ def test_the_partition_views_show_each_dates_status(
     assert all(r.headers["authorization"] == f"Bearer {SLACK_TOKEN}" for r in slack_api.requests)
 
 
-def test_a_person_materializes_a_date_then_one_range_of_a_date_from_the_partition_pickers(
-    journey: Journey, ui_dev: DagsterDev, ui_project: UiProject, picked_date_window: dict
-):
+def test_readme_recipe_one_date_in_the_ui(journey: Journey, ui_dev: DagsterDev, ui_project: UiProject):
+    """README "One date, in the UI", on the first command's data as it left it: on user_scores,
+    Materialize…, the date, every range, launch; the ranking of the date follows. Then rankings of that date
+    again, from its own date picker."""
     page = journey.page
     known = {run["runId"] for run in ui_dev.runs()}
 
@@ -475,6 +497,7 @@ def test_a_person_materializes_a_date_then_one_range_of_a_date_from_the_partitio
     assert published["status"] == "SUCCESS", ui_dev.log_tail()
     assert {t["key"]: t["value"] for t in published["tags"]}["dagster/partition"] == E
     known.add(published["runId"])
+    assert _time_statuses(ui_dev, "rankings")[E] == "MATERIALIZED"
 
     # rankings for E again, picked in the date picker.
     dialog = _open_materialize_dialog(journey, "rankings")
@@ -487,30 +510,30 @@ def test_a_person_materializes_a_date_then_one_range_of_a_date_from_the_partitio
     dialog.get_by_role("button", name="Launch 1 run").click()
     expect(page.get_by_text(re.compile(r"Launched run"))).to_be_visible()
     rankings_run = _wait_for_new_run(ui_dev, known)
-    known.add(rankings_run["runId"])
     assert {t["key"]: t["value"] for t in rankings_run["tags"]}["dagster/partition"] == E
     ranked = _ranked(ui_project, PICKED_DATE)
     assert ranked > 1000
     [materialization] = _materializations(ui_dev, "rankings", [E], limit=1)
     assert materialization["runId"] == rankings_run["runId"]
     assert _metadata(materialization)["dagster/row_count"] == ranked
-    assert _time_statuses(ui_dev, "rankings")[E] == "MATERIALIZED"
     timeline = describe_timeline(run_timeline(ui_dev, rankings_run["runId"]))
     (journey.folder / "timing-rankings-run.txt").write_text(timeline + "\n")
     print(f"UI materialization of rankings {E} (run {rankings_run['runId']}):\n{timeline}")
 
-    # One (date, range) of user_scores: only that range is recomputed.
-    before = {day: _score_runs(ui_project, day) for day in (BUSINESS_DATE, PICKED_DATE)}
+
+def test_readme_recipe_one_range_of_a_date(journey: Journey, ui_dev: DagsterDev, ui_project: UiProject):
+    """README "One user-ID range of a date": on user_scores, one (date, range) cell of the date the first
+    command ranked; only it is recomputed, and the ranking of the date is republished."""
+    page = journey.page
+    known = {run["runId"] for run in ui_dev.runs()}
+    before = _score_runs(ui_project, BUSINESS_DATE)
     dialog = _open_materialize_dialog(journey, "user_scores")
     _pick_score_partitions(journey, dialog, D, RERUN_RANGE)
     journey.shot("user-scores-one-date-one-range")
     dialog.get_by_role("button", name="Launch 1 run").click()
     range_run = _wait_for_new_run(ui_dev, known)
-    after = {day: _score_runs(ui_project, day) for day in (BUSINESS_DATE, PICKED_DATE)}
-    assert after[BUSINESS_DATE][RERUN_RANGE] == range_run["runId"]
-    expected = {day: dict(runs) for day, runs in before.items()}
-    expected[BUSINESS_DATE][RERUN_RANGE] = range_run["runId"]
-    assert after == expected, "another (date, range) was recomputed"
+    after = _score_runs(ui_project, BUSINESS_DATE)
+    assert after == before | {RERUN_RANGE: range_run["runId"]}, "another range of D was recomputed"
     in_run = [m for m in _materializations(ui_dev, "user_scores") if m["runId"] == range_run["runId"]]
     assert [m["partition"] for m in in_run] == [f"{D}|{RERUN_RANGE}"]
     republished = ui_dev.wait_for_ranking_after(range_run["runId"])  # D's ranking follows the one range
@@ -518,17 +541,137 @@ def test_a_person_materializes_a_date_then_one_range_of_a_date_from_the_partitio
     assert {t["key"]: t["value"] for t in republished["tags"]}["dagster/partition"] == D
 
     # Each (date, range) carries its own row count: the rows of that range, not the run's total.
-    for day in (BUSINESS_DATE, PICKED_DATE):
-        counted = _rows_per_range(ui_project, day)
-        assert _latest_row_counts(ui_dev, "user_scores", list(counted)) == counted
-        assert len(set(counted.values())) > 1, counted
-    _show_dates(journey, "user_scores", E, D)
+    counted = _rows_per_range(ui_project, BUSINESS_DATE)
+    assert _latest_row_counts(ui_dev, "user_scores", list(counted)) == counted
+    assert len(set(counted.values())) > 1, counted
+    _show_dates(journey, "user_scores", (BUSINESS_DATE - dt.timedelta(days=1)).isoformat(), D)
     page.get_by_text(D, exact=True).first.click()
     page.get_by_text(RERUN_RANGE, exact=True).first.click()
-    rows = _rows_per_range(ui_project, BUSINESS_DATE)[f"{D}|{RERUN_RANGE}"]
     expect(page.get_by_role("link", name=range_run["runId"][:8]).first).to_be_visible()
-    expect(page.get_by_role("cell", name=str(rows), exact=True).first).to_be_visible()
+    expect(
+        page.get_by_role("cell", name=str(counted[f"{D}|{RERUN_RANGE}"]), exact=True).first
+    ).to_be_visible()
     journey.shot("user-scores-range-rerun")
+
+
+def test_readme_recipe_a_span_of_dates(journey: Journey, ui_dev: DagsterDev, ui_project: UiProject):
+    """README "A span of dates": user_scores and rankings selected in the lineage, the span of dates typed
+    once, every range: one backfill, one scoring run per date, then one ranking run for the span."""
+    page = journey.page
+    first, last = SPAN_DATES
+    days = [first + dt.timedelta(days=offset) for offset in range((last - first).days + 1)]
+    known_backfills = {backfill["id"] for backfill in _backfills(ui_dev)}
+    journey.open("/")
+    page.get_by_role("link", name="Lineage").click()
+    _graph_node(journey, "user_scores").click()
+    _graph_node(journey, "rankings").click(modifiers=["Shift"])
+    page.get_by_role("button", name="Materialize selected (2)…").click()
+    dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize 2 assets")
+    _pick_score_partitions(journey, dialog, f"[{first}...{last}]", None, dates=len(days))
+    journey.shot("span-of-dates-picked")
+    dialog.get_by_role("button", name="Launch backfill").click()
+    launched = time.monotonic()
+    expect(page.get_by_text(re.compile(r"Created backfill"))).to_be_visible()
+
+    def finished() -> dict | None:
+        fresh = [b for b in _backfills(ui_dev) if b["id"] not in known_backfills]
+        return fresh[0] if fresh and fresh[0]["status"] not in ("REQUESTED",) else None
+
+    backfill = _wait_for(finished, "the backfill of the span", timeout=600, every=5)
+    assert backfill["status"] == "COMPLETED_SUCCESS", backfill
+    runs = [ui_dev.run(run["runId"]) for run in backfill["runs"]]
+    assert all(run["status"] == "SUCCESS" for run in runs), runs
+    scoring = [run for run in runs if run["assetSelection"] == [{"path": ["user_scores"]}]]
+    ranking = [run for run in runs if run["assetSelection"] == [{"path": ["rankings"]}]]
+    # one ranking run per group of dates whose scores ended by the same backfill iteration
+    assert len(scoring) == len(days) and 1 <= len(ranking) <= len(days), runs
+    assert max(run["startTime"] for run in ranking) >= max(run["endTime"] for run in scoring), runs
+    figures = (
+        f"backfill of {first} .. {last}: {len(scoring)} scoring run(s), {len(ranking)} ranking run(s), "
+        f"{time.monotonic() - launched:.0f} s from Launch backfill to {backfill['status']}"
+    )
+    (journey.folder / "timing-span-backfill.txt").write_text(figures + "\n")
+    print(figures)
+    for day in days:
+        assert set(_score_runs(ui_project, day).values()) <= {run["runId"] for run in scoring}
+        assert len(_score_runs(ui_project, day)) == len(RANGE_KEYS)
+        assert _ranked(ui_project, day) > 1000
+    statuses = _time_statuses(ui_dev, "rankings")
+    assert [statuses.get(day.isoformat()) for day in days] == ["MATERIALIZED"] * len(days)
+    # the backfill ranks the dates itself: the sensor starts no second ranking run for its scoring runs
+    followers = [
+        run
+        for run in ui_dev.runs()
+        if run["jobName"] == BATCH_001_RANKINGS_JOB
+        and {t["key"]: t["value"] for t in run["tags"]}.get(SCORED_BY_TAG) == backfill["id"]
+    ]
+    assert followers == [], followers
+    _show_dates(journey, "rankings", first.isoformat(), last.isoformat())
+    expect(_status_filter(journey, "Materialized")).to_have_text(f"Materialized ({len(days)})")
+    journey.shot("span-of-dates-ranked")
+
+
+def test_a_date_whose_window_is_incomplete_says_which_aggregates_to_launch(
+    journey: Journey, ui_dev: DagsterDev, ui_project: UiProject
+):
+    """A date outside the seeded windows: its scoring fails at once, and the run's failure names the days of
+    daily_order_aggregates to launch as the text the launch dialog takes. Pasting it there, then launching
+    the date again, ranks it: nothing to find in a stack trace."""
+    page = journey.page
+    first_seeded = BUSINESS_DATE - dt.timedelta(days=SAMPLE_DAYS - 1)
+    missing = [day for day in window_days(OLD_DATE) if day < first_seeded]
+    selection = partition_selection(missing)
+    known = {run["runId"] for run in ui_dev.runs()}
+    dialog = _open_materialize_dialog(journey, "user_scores")
+    _pick_score_partitions(journey, dialog, OLD, None)
+    dialog.get_by_role("button", name="Launch backfill").click()
+    launched = time.monotonic()
+    failed = ui_dev.wait_for_run(ui_dev.wait_for_new_run(known, timeout=180)["runId"])
+    assert failed["status"] == "FAILURE", failed
+    seconds_to_failed_run = time.monotonic() - launched
+    expect_failed_run(failed["runId"])
+    known.add(failed["runId"])
+    _wait_for(lambda: _backfill_of(ui_dev, failed["runId"])["status"] != "REQUESTED", "the backfill's end")
+    backfill_status = _backfill_of(ui_dev, failed["runId"])["status"]
+    figures = (
+        f"scoring {OLD} failed in {failed['endTime'] - failed['startTime']:.1f} s; after Launch backfill: "
+        f"the run FAILURE in {seconds_to_failed_run:.0f} s, the backfill {backfill_status} in "
+        f"{time.monotonic() - launched:.0f} s"
+    )
+
+    journey.open("/runs")
+    page.get_by_text("Show runs within backfills").click()
+    page.get_by_text(failed["runId"][:8], exact=True).first.click()
+    said = page.get_by_text(
+        re.compile(r"^dagster\._core\.definitions\.events\.Failure: IncompleteWindowError")
+    )
+    expect(said.first).to_be_visible()
+    line = said.first.inner_text().splitlines()[0]
+    assert f"enter {selection} as the partitions, Launch backfill" in line, line
+    assert "open the asset daily_order_aggregates, Materialize…" in line, line
+    journey.shot("incomplete-window-names-the-partitions")
+
+    dialog = _open_materialize_dialog(journey, "daily_order_aggregates")
+    dialog.get_by_role("button", name="Show all partitions").click()
+    days_input = dialog.locator("input[type=text]").first
+    days_input.fill(re.search(r"enter (.+?) as the partitions", line)[1])  # as a person pastes it
+    days_input.press("Enter")
+    expect(dialog.get_by_text(f"{len(missing)} partitions", exact=True)).to_be_visible()
+    journey.shot("aggregates-of-the-missing-days-picked")
+    dialog.get_by_role("button", name="Launch backfill").click()
+    aggregated = _wait_for_new_run(ui_dev, known, timeout=180)
+    known.add(aggregated["runId"])
+    statuses = _time_statuses(ui_dev, "daily_order_aggregates")
+    assert [statuses.get(day.isoformat()) for day in missing] == ["MATERIALIZED"] * len(missing)
+
+    dialog = _open_materialize_dialog(journey, "user_scores")  # "then launch the date again"
+    _pick_score_partitions(journey, dialog, OLD, None)
+    dialog.get_by_role("button", name="Launch backfill").click()
+    scores_run = _wait_for_new_run(ui_dev, known, timeout=180)
+    assert ui_dev.wait_for_ranking_after(scores_run["runId"])["status"] == "SUCCESS", ui_dev.log_tail()
+    assert _ranked(ui_project, OLD_DATE) > 1000
+    (journey.folder / "timing-failed-backfill.txt").write_text(figures + "\n")
+    print(figures)
 
 
 def test_rankings_checks_tab_shows_each_dates_check_results(

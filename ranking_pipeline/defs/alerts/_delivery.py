@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from ranking_pipeline.lib.redact import scrub_settings
+
 logger = logging.getLogger("ranking_pipeline.alerts")
 
 SENT, NOT_CONFIGURED, FAILED = "sent", "not configured", "failed"
@@ -18,9 +20,9 @@ def deliver(context, channel: str, run_id: str, configured: bool, send: Callable
     try:
         send()
     except Exception as error:
-        text = (
-            f"{channel} alert for run {run_id} FAILED: {type(error).__name__}: {' '.join(str(error).split())}"
-        )
+        # what the channel's client says may quote its URL or request: no configured secret is shown
+        reason = scrub_settings(" ".join(str(error).split()))
+        text = f"{channel} alert for run {run_id} FAILED: {type(error).__name__}: {reason}"
         context.log.error(text)
         logger.error(text)
         return FAILED

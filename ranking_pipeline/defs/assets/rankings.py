@@ -78,6 +78,20 @@ class RankingsConfig(dg.Config):
     business date's (design 6.1: 0.5)."""
 
 
+def stale_scores_message(business_date: dt.date, not_ready: list[str]) -> str:
+    """Which ranges of D lack current scores, and exactly what to launch to score them."""
+    every = len(not_ready) == len(USER_ID_RANGES)
+    ranges = "every user-ID range" if every else "the user-ID range(s) " + ", ".join(not_ready)
+    pick = "All" if every else "those ranges"
+    return (
+        f"cannot rank {business_date}: user_scores for {business_date} is missing or older than the "
+        f"aggregates (or its cut of user-ID ranges) for {ranges}. To score them, open the asset "
+        f"user_scores, Materialize…, enter {business_date} as the date, pick {pick} in the user-ID range "
+        f"picker and launch: the ranking of {business_date} follows once that run succeeds. The previous "
+        f"rankings of {business_date} are unchanged"
+    )
+
+
 def _require_fresh_scores(connection, business_date: dt.date) -> tuple[str, dict[str, int]]:
     """The aggregates' fingerprint of W(D) and the rows of each user-ID range of D, once every range of
     user_scores for D is computed from those aggregates under the cut of ranges in force for D."""
@@ -87,14 +101,7 @@ def _require_fresh_scores(connection, business_date: dt.date) -> tuple[str, dict
     runs = {slot.key: score_runs.get((business_date, slot.key)) for slot in USER_ID_RANGES}
     not_ready = [key for key, run in runs.items() if cut is None or not is_up_to_date(run, fingerprint, cut)]
     if not_ready:
-        why = (
-            f"user_scores for {business_date} is missing, older than the aggregates or computed under "
-            "another cut of user-ID ranges for range(s) " + ", ".join(not_ready)
-        )
-        raise StaleScoresError(
-            f"cannot rank {business_date}: {why}. Materialize those user_scores partitions for "
-            f"{business_date} first; the previous rankings of {business_date} are unchanged"
-        )
+        raise StaleScoresError(stale_scores_message(business_date, not_ready))
     return fingerprint, {key: run.row_count or 0 for key, run in runs.items()}
 
 

@@ -33,8 +33,8 @@ from ranking_pipeline.lib.business_date import (
     check_business_date,
     contiguous_spans,
     days_between,
-    describe_days,
     missing_aggregate_days,
+    partition_selection,
     score_partition_key,
     split_score_partition_key,
     window_days,
@@ -59,6 +59,19 @@ MAX_PARALLEL_RANGES = 4
 
 class IncompleteWindowError(RuntimeError):
     """Some JST day of W(D) has not been aggregated: scoring now would under-count (not retried)."""
+
+
+def incomplete_window_message(business_date: dt.date, missing: list[dt.date]) -> str:
+    """What is missing and exactly what to launch: the days as the launch dialog's partition selection."""
+    window = window_days(business_date)
+    return (
+        f"cannot score {business_date}: daily_order_aggregates has not been materialized for {len(missing)} "
+        f"day(s) of the window {window[0]} .. {window[-1]}. To aggregate them, open the asset "
+        f"daily_order_aggregates, Materialize… (Show all partitions, if they are older than 90 days), enter "
+        f"{partition_selection(missing)} as the partitions, Launch backfill; then launch {business_date} "
+        f"again (or run `ranking-pipeline run --date {business_date}`, which aggregates them first). "
+        f"Nothing was written for {business_date}"
+    )
 
 
 def _score_range(
@@ -131,11 +144,7 @@ def _date_inputs(engine: Engine, business_date: dt.date) -> DateInputs:
     with engine.connect() as connection:
         missing = missing_aggregate_days(connection, business_date)
     if missing:
-        raise IncompleteWindowError(
-            f"cannot score {business_date}: daily_order_aggregates has not been materialized for "
-            f"{len(missing)} day(s) of the window {window[0]} .. {window[-1]}: {describe_days(missing, 10)}. "
-            "Materialize those partitions first (or run `ranking-pipeline run --date` for this date)"
-        )
+        raise IncompleteWindowError(incomplete_window_message(business_date, missing))
     cut = cut_for_scoring(engine, business_date)
     with engine.connect() as connection:
         raise_if_defects(window_overflow(connection, window), f"the aggregates of W({business_date})")

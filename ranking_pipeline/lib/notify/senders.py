@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 from email.message import EmailMessage
 
+from ranking_pipeline.lib.redact import url_location
+
 TIMEOUT_SECONDS = 10
 
 
@@ -27,13 +29,14 @@ def post_pagerduty_event(events_url: str, event: dict, timeout: float = TIMEOUT_
         headers={"Content-Type": "application/json"},
         method="POST",
     )
+    where = url_location(events_url)  # the URL as shown everywhere (scheme and host): it may carry a password
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             answer = json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
-        raise NotificationError(f"PagerDuty answered HTTP {error.code} at {events_url}") from None
+        raise NotificationError(f"PagerDuty answered HTTP {error.code} at {where}") from None
     except (urllib.error.URLError, OSError, ValueError) as error:
-        raise NotificationError(f"PagerDuty not reachable at {events_url}: {error}") from None
+        raise NotificationError(f"PagerDuty not reachable at {where}: {error}") from None
     return answer.get("dedup_key", event.get("dedup_key", ""))
 
 
