@@ -55,7 +55,8 @@ DATABASE_URL_ENV = "RANKING_DATABASE_URL"
 _DATABASE_NAME = re.compile(r"^rp_bench_[0-9a-f]{12}$")
 _PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 _RANGE_LINE = re.compile(
-    r"user_scores \S+ (users_\S+): ([\d,]+) users scored in ([\d.]+) s \((from \S+ \+|from the 30 days)?"
+    r"user_scores \S+ (range_\d+_of_\d+): ([\d,]+) users scored in ([\d.]+) s "
+    r"\(.*?; (from \S+ \+|from the 30 days)"
 )
 _PIPELINE_TABLES = ("daily_order_aggregates", "user_scores", "rankings", "ranking_partition_runs")
 _DERIVED = (*_PIPELINE_TABLES, *baseline.BASELINE_TABLES.values())

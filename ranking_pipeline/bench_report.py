@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ranking_pipeline.lib.ranges import slot_for_key
+
 BUDGET_MS_PER_RECORD = 100.0
 _ASSET_STEPS = {"aggregate": "daily_order_aggregates", "score": "user_scores", "rank": "rankings"}
 _LABELS = {
@@ -187,8 +189,8 @@ def _floor_rows(last_floor, figures: dict[str, float]) -> list[tuple]:
 
 def _notes(report, case: str, results: list, median: Callable, figures: dict[str, float]) -> list[str]:
     per_range = {}
-    # in user-ID order: "users_min_to_..." first, then the ranges named by their first ID
-    for key in sorted(results[-1].pipeline.ranges, key=lambda name: (not name.startswith("users_min"), name)):
+    # in user-ID order: range_1_of_8 first
+    for key in sorted(results[-1].pipeline.ranges, key=lambda name: slot_for_key(name).number):
         per_range[key] = (
             results[-1].pipeline.ranges[key][0],
             median([r.pipeline.ranges[key][1] for r in results if key in r.pipeline.ranges]),

@@ -44,6 +44,14 @@ def _whole_number_at_least(text: str, minimum: int) -> int:
     return value
 
 
+def _parse_any_date(text: str) -> dt.date:
+    """A calendar date, past or future (a cut may be applied from a date that has not come yet)."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
     return _whole_number_at_least(text, 1)
 
@@ -101,6 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     release.add_argument("--process", choices=("BATCH-001", "BATCH-000"), default="BATCH-001")
     release.add_argument("--force", action="store_true", help="release even a live holder's lock")
+
+    ranges = commands.add_parser(
+        "ranges", help="show, plan or apply the cut of user-ID ranges user_scores is partitioned by"
+    )
+    range_commands = ranges.add_subparsers(dest="ranges_command", required=True, parser_class=_OneLineParser)
+    range_commands.add_parser("show", help="the stored cuts and the latest scored date's rows per range")
+    range_commands.add_parser("plan", help="a balanced cut from today's user base (nothing is stored)")
+    apply = range_commands.add_parser(
+        "apply", help="store a balanced cut for business dates from --from on (scored dates keep theirs)"
+    )
+    apply.add_argument(
+        "--from",
+        dest="first_date",
+        type=_parse_any_date,
+        required=True,
+        help="first business date scored under the new cut (YYYY-MM-DD; no date on or after it scored yet)",
+    )
 
     dev = commands.add_parser(
         "dev",
@@ -235,6 +260,22 @@ def _lock(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ranges(args: argparse.Namespace) -> int:
+    from ranking_pipeline import range_admin
+    from ranking_pipeline.lib.schema import ensure_output_tables
+
+    engine = _database().engine()
+    ensure_output_tables(engine)
+    if args.ranges_command == "show":
+        lines = range_admin.show(engine)
+    elif args.ranges_command == "plan":
+        lines = range_admin.plan(engine)[1]
+    else:
+        lines = range_admin.apply(engine, args.first_date)
+    print("\n".join(lines))
+    return 0
+
+
 def _dev(args: argparse.Namespace) -> int:
     from ranking_pipeline.dev import run_dagster_dev
 
@@ -262,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     from ranking_pipeline.lib.contract import InputContractError
     from ranking_pipeline.lib.db import DatabaseConfigError, DatabaseUnreachableError
     from ranking_pipeline.lib.errors import StoreUnreachableError
+    from ranking_pipeline.lib.ranges import RangeCutError
     from ranking_pipeline.lib.redact import scrub
     from ranking_pipeline.lib.schema import InputSchemaError
     from ranking_pipeline.lib.settings import SettingsError, secret_pieces_of, validate
@@ -272,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "dev":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.dagster_args = extra
-    handlers = {"seed": _seed, "run": _run, "lock": _lock, "dev": _dev, "bench": _bench}
+    handlers = {"seed": _seed, "run": _run, "lock": _lock, "ranges": _ranges, "dev": _dev, "bench": _bench}
 
     def say(error: BaseException) -> None:
         line = " ".join(str(error).splitlines())  # one line, whatever the error's text
@@ -292,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         InputContractError,
         InputSchemaError,
         LockAdminError,
+        RangeCutError,
         SettingsError,
         StoreUnreachableError,
     ) as error:

@@ -107,8 +107,8 @@ def test_batch_001_runs_at_03_00_jst_for_yesterday_when_the_window_is_aggregated
 
     assert request.job_name == BATCH_001_SCORES_JOB
     assert request.run_key == f"{BATCH_001_SCORES_JOB}:{D}"
-    assert request.tags["dagster/asset_partition_range_start"] == f"{D}|users_min_to_0124999"
-    assert request.tags["dagster/asset_partition_range_end"] == f"{D}|users_0875000_to_max"
+    assert request.tags["dagster/asset_partition_range_start"] == f"{D}|range_1_of_8"
+    assert request.tags["dagster/asset_partition_range_end"] == f"{D}|range_8_of_8"
     assert request.tags[BUSINESS_DATE_TAG] == D.isoformat()
     assert request.tags[LAUNCHED_BY_TAG] == "batch_001_schedule"
 

@@ -159,7 +159,7 @@ def test_a_webhook_launches_the_batch_for_a_date_over_http(dev, seeded_url):
     print(
         f"ranking run created {ranking['creationTime'] - scoring['endTime']:.1f} s after the scores' success"
     )
-    assert scoring_tags["dagster/asset_partition_range_start"] == f"{D}|users_min_to_0124999"
+    assert scoring_tags["dagster/asset_partition_range_start"] == f"{D}|range_1_of_8"
     assert ranking_tags["dagster/partition"] == D.isoformat()
     assert RANKINGS_WRITER_TAG in scoring_tags and RANKINGS_WRITER_TAG in ranking_tags
     assert ranking["startTime"] >= scoring["endTime"]  # the ranking run waited for its scoring run
@@ -226,9 +226,7 @@ def test_a_backfill_of_three_dates_from_the_uis_api_materializes_exactly_those_d
         "partitionsByAssets": [
             {
                 "assetKey": {"path": ["user_scores"]},
-                "partitions": {
-                    "range": {"start": f"{first}|users_min_to_0124999", "end": f"{D}|users_0875000_to_max"}
-                },
+                "partitions": {"range": {"start": f"{first}|range_1_of_8", "end": f"{D}|range_8_of_8"}},
             },
             {
                 "assetKey": {"path": ["rankings"]},

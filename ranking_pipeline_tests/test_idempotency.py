@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from ranking_pipeline.lib.ranges import range_for_user
+from ranking_pipeline.lib.ranges import cut_in_force
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.helpers import rankings_rows, run_date, table_rows
 
@@ -40,10 +40,14 @@ def test_rematerializing_one_user_id_range_changes_nothing_else(seeded, instance
     run_date(definitions, instance, D)
     scores_before = table_rows(seeded, "user_scores", "score_date, user_id")
     rankings_before = rankings_rows(seeded, D)
-    only_range = range_for_user(1)
+    with seeded.connect() as connection:
+        only_range = cut_in_force(connection, D).range_for_user(1)
     with seeded.begin() as connection:  # damage the range, so recomputing it is visible
         connection.execute(sa.text("UPDATE user_scores SET score = score + 1 WHERE user_id = 1"))
-        connection.execute(sa.text("UPDATE user_scores SET score = score + 1 WHERE user_id > 124999"))
+        connection.execute(
+            sa.text("UPDATE user_scores SET score = score + 1 WHERE user_id > :last"),
+            {"last": only_range.last_id},
+        )
 
     result = dg.materialize(
         [definitions.get_assets_def("user_scores")],

@@ -25,19 +25,22 @@ from ranking_pipeline.lib.checks import row_count_anomaly
 from ranking_pipeline.lib.db import DatabaseConfigError, describe_url, normalize_url
 from ranking_pipeline.lib.errors import is_transient, one_line
 from ranking_pipeline.lib.queries import LockTimeoutError
-from ranking_pipeline.lib.ranges import BIGINT_MAX, BIGINT_MIN, USER_ID_RANGES, range_for_user
+from ranking_pipeline.lib.ranges import BIGINT_MAX, BIGINT_MIN, USER_ID_RANGES, RangeCut, legacy_boundaries
 
 NOW = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.UTC)  # 19:00 JST on the 28th: the 27th is the last ended day
 
 
 def test_user_id_ranges_cover_every_bigint_without_gaps_or_overlaps():
-    assert USER_ID_RANGES[0].first_id == BIGINT_MIN
-    assert USER_ID_RANGES[-1].last_id == BIGINT_MAX
-    for before, after in itertools.pairwise(USER_ID_RANGES):
+    cut = RangeCut(1, dt.date(2026, 11, 27), legacy_boundaries(), "test")
+    assert [r.key for r in cut.ranges] == [slot.key for slot in USER_ID_RANGES]
+    assert cut.ranges[0].first_id == BIGINT_MIN
+    assert cut.ranges[-1].last_id == BIGINT_MAX
+    for before, after in itertools.pairwise(cut.ranges):
         assert after.first_id == before.last_id + 1
-    assert range_for_user(10**15).key == USER_ID_RANGES[-1].key  # far above today's largest ID
-    assert range_for_user(-5).key == USER_ID_RANGES[0].key
-    assert len({r.key for r in USER_ID_RANGES}) == len(USER_ID_RANGES)
+    assert cut.range_for_user(10**15).key == USER_ID_RANGES[-1].key  # far above today's largest ID
+    assert cut.range_for_user(-5).key == USER_ID_RANGES[0].key
+    assert cut.ranges[0].describe() == "min .. 124,999"
+    assert len({r.key for r in USER_ID_RANGES}) == len(USER_ID_RANGES) == 8
 
 
 def test_the_window_is_thirty_jst_days_ending_at_d():
@@ -93,12 +96,10 @@ def test_the_first_business_date_is_a_setting(monkeypatch):
 
 
 def test_partition_keys_and_run_tags_name_their_business_dates():
-    keys = ["2026-11-27|users_min_to_0124999", "2026-11-26|users_0875000_to_max", "2026-11-27|x"]
+    keys = ["2026-11-27|range_1_of_8", "2026-11-26|range_8_of_8", "2026-11-27|x"]
     assert dates_of_partition_keys(keys) == [dt.date(2026, 11, 26), dt.date(2026, 11, 27)]
     assert describe_run_dates({"dagster/partition": "2026-11-27"}) == "2026-11-27"
-    assert describe_run_dates({"dagster/partition": "2026-11-27|users_min_to_0124999"}) == (
-        "2026-11-27 users_min_to_0124999"
-    )
+    assert describe_run_dates({"dagster/partition": "2026-11-27|range_1_of_8"}) == "2026-11-27 range_1_of_8"
     span = {
         "dagster/asset_partition_range_start": "2026-11-20",
         "dagster/asset_partition_range_end": "2026-11-22",

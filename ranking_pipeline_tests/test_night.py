@@ -117,7 +117,7 @@ def test_a_ui_materialization_of_one_range_republishes_its_date(engine, definiti
     result = ui_job.execute_in_process(
         instance=instance,
         asset_selection=[dg.AssetKey("user_scores")],
-        partition_key=f"{D}|users_min_to_0124999",
+        partition_key=f"{D}|range_1_of_8",
     )
     assert result.success
 

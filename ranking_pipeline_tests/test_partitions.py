@@ -20,7 +20,7 @@ from dagster_graphql.test.utils import execute_dagster_graphql
 from ranking_pipeline.batch_runner import BatchRunFailed, aggregate_seeded_days, run_batch_runs
 from ranking_pipeline.constants import BATCH_001_RANKINGS_JOB, BATCH_001_SCORES_JOB, BUSINESS_DATE_TAG
 from ranking_pipeline.lib.business_date import PARTITION_TAG, scores_partition_tags
-from ranking_pipeline.lib.ranges import USER_ID_RANGES
+from ranking_pipeline.lib.ranges import USER_ID_RANGES, cut_in_force
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline.local_runs import execute_job
 from ranking_pipeline_tests.helpers import (
@@ -87,10 +87,10 @@ def test_each_range_reports_its_own_row_count(engine, instance, definitions):
                 ),
                 {"d": D, "a": user_range.first_id, "b": user_range.last_id},
             ).scalar_one()
-            for user_range in USER_ID_RANGES
+            for user_range in cut_in_force(connection, D).ranges
         }
     assert counts == expected
-    assert len(set(counts.values())) > 1, "the seed should fill the ranges unevenly"
+    assert len(set(counts.values())) > 1, "each range reports its own count, not an even share of the total"
 
 
 @pytest.mark.parametrize("day", ["2019-12-31", "today", "tomorrow", "2099-01-01"])
@@ -203,13 +203,13 @@ query Partitions($path: [String!]!) {
 def test_an_instance_with_the_old_range_partitions_loads_and_shows_the_new_ones(
     engine, database_url, instance, definitions, monkeypatch
 ):
-    """Before: user_scores was partitioned by user-ID range alone; its history names keys like
-    ``users_min_to_0124999``. After the upgrade those keys are no partitions any more: they are left out of
-    the partition status (Dagster ignores unknown keys) and nothing fails to load."""
-    for user_range in USER_ID_RANGES[:3]:
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=SCORES, partition=user_range.key)
-        )
+    """Before: user_scores was partitioned by user-ID range alone (the first release: keys like
+    ``users_min_to_0124999``), then by date x fixed range (``2026-11-26|users_min_to_0124999``). After the
+    upgrade to range slots those keys are no partitions any more: they are left out of the partition status
+    (Dagster ignores unknown keys) and nothing fails to load."""
+    old_keys = ["users_min_to_0124999", "users_0125000_to_0249999", "users_0875000_to_max"]
+    for old_key in [*old_keys, *(f"{D - dt.timedelta(days=1)}|{key}" for key in old_keys)]:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=SCORES, partition=old_key))
     seed(engine, 300, end_date=D, random_seed=4)
     run_date(definitions, instance, D)
 

@@ -28,7 +28,7 @@ from ranking_pipeline_tests.helpers import (
 from ranking_pipeline_tests.test_against_sql import INDEPENDENT_RANKING
 
 D = dt.date(2026, 11, 27)
-FAILING_RANGE = USER_ID_RANGES[3]  # holds some of the seed's unknown users
+FAILING_RANGE = USER_ID_RANGES[3]  # slot 4 of the cut the first scoring stores
 
 
 @pytest.fixture
@@ -155,18 +155,22 @@ def test_a_rerun_after_a_failed_batch_resumes_from_the_completed_ranges(
     assert rankings_rows(seeded, D) == expected_rankings(seeded)
 
 
-def fail_once_in_range(engine, user_range, times: int) -> None:
-    """A real PostgreSQL error a retry can fix (a serialization failure) while inserting the range's scores,
-    for the first ``times`` attempts (a sequence is not rolled back with the failed transaction)."""
+def fail_once_in_range(engine, slot, times: int) -> None:
+    """A real PostgreSQL error a retry can fix (a serialization failure) while inserting the scores of the
+    users of ``slot`` under the stored cut, for the first ``times`` attempts (a sequence is not rolled back
+    with the failed transaction)."""
     ensure_output_tables(engine)
+    number = slot.number  # the slot's IDs: from boundaries[number - 1] to below boundaries[number]
     with engine.begin() as connection:
         connection.execute(sa.text("CREATE SEQUENCE fail_counter"))
         connection.execute(
             sa.text(
                 f"""
                 CREATE FUNCTION fail_in_range() RETURNS trigger LANGUAGE plpgsql AS $$
+                DECLARE bounds BIGINT[] := (SELECT boundaries FROM ranking_range_cuts
+                                            ORDER BY first_date DESC LIMIT 1);
                 BEGIN
-                  IF NEW.user_id BETWEEN {user_range.first_id} AND {user_range.last_id} THEN
+                  IF NEW.user_id >= bounds[{number - 1}] AND NEW.user_id < bounds[{number}] THEN
                     IF nextval('fail_counter') <= {times} THEN
                       RAISE EXCEPTION 'injected failure in %', NEW.user_id
                         USING ERRCODE = 'serialization_failure';
@@ -176,7 +180,7 @@ def fail_once_in_range(engine, user_range, times: int) -> None:
                 END $$;
                 CREATE TRIGGER fail_in_range BEFORE INSERT ON user_scores
                   FOR EACH ROW EXECUTE FUNCTION fail_in_range();
-                """
+                """  # noqa: S608 - the numbers come from the test
             )
         )
 

@@ -129,7 +129,7 @@ def check_aggregation_days(first: dt.date, last: dt.date, *, now: dt.datetime | 
 
 
 def score_partition_key(business_date: dt.date, range_key: str) -> str:
-    """The user_scores partition of (D, range): ``2026-11-27|users_min_to_0124999``."""
+    """The user_scores partition of (D, range): ``2026-11-27|range_1_of_8``."""
     return f"{business_date.isoformat()}{_KEY_SEPARATOR}{range_key}"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 
 from ranking_pipeline.lib.partitions import PARTITIONED_TABLES, adopt_plain_table, ensure_default_partition
@@ -58,6 +59,19 @@ partition_runs = sa.Table(
     # aggregated days: the largest per-user sum and count of the day (bounds the window's sums cheaply)
     sa.Column("max_total_amount", sa.Numeric(14, 2)),
     sa.Column("max_order_count", sa.BigInteger),
+    # user_scores: the user-ID range cut (ranking_range_cuts.cut_id) the slot was computed under
+    sa.Column("range_cut", sa.BigInteger),
+)
+
+# Which user IDs each user_scores range slot holds, from a first business date on (lib/ranges.py).
+range_cuts = sa.Table(
+    "ranking_range_cuts",
+    metadata,
+    sa.Column("cut_id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("first_date", sa.Date, nullable=False, unique=True),
+    sa.Column("boundaries", ARRAY(sa.BigInteger), nullable=False),  # the first user ID of slots 2 ... 8
+    sa.Column("origin", sa.Text, nullable=False),  # automatic or applied, and what it was computed from
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # The PostgreSQL backend of the batch lock (lib/lock.py): one row per lock key.
@@ -79,6 +93,7 @@ _ADDED_COLUMNS = (
     ("ranking_batch_locks", "lease_until", "TIMESTAMPTZ"),
     ("ranking_partition_runs", "max_total_amount", "NUMERIC(14,2)"),
     ("ranking_partition_runs", "max_order_count", "BIGINT"),
+    ("ranking_partition_runs", "range_cut", "BIGINT"),
 )
 
 # Columns the pipeline reads from the upstream tables, with the type family each must have.

@@ -32,6 +32,7 @@ class PartitionRun:
     input_fingerprint: str | None
     finished_at: dt.datetime | None
     error: str | None
+    range_cut: int | None = None  # user_scores: the cut of user-ID ranges it was computed under
 
 
 def _now() -> dt.datetime:
@@ -147,6 +148,7 @@ def partition_runs_for(connection: Connection, asset: str, business_dates: list[
             partition_runs.c.input_fingerprint,
             partition_runs.c.finished_at,
             partition_runs.c.error,
+            partition_runs.c.range_cut,
         ).where(partition_runs.c.asset == asset, partition_runs.c.business_date.in_(business_dates))
     )
     return {(row[0], row[1]): PartitionRun(*row[1:]) for row in rows}

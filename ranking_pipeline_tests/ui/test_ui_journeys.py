@@ -33,7 +33,7 @@ from ranking_pipeline.constants import (
 )
 from ranking_pipeline.lib.business_date import partition_selection, window_days
 from ranking_pipeline.lib.queries import count_rows
-from ranking_pipeline.lib.ranges import USER_ID_RANGES
+from ranking_pipeline.lib.ranges import USER_ID_RANGES, cut_in_force
 from ranking_pipeline.lib.schema import rankings as rankings_table
 from ranking_pipeline.lib.schema import user_scores as user_scores_table
 from ranking_pipeline.lib.state import USER_SCORES_ASSET, partition_runs_for
@@ -58,7 +58,7 @@ pytestmark = pytest.mark.browser
 D, F, E = BUSINESS_DATE.isoformat(), FAILED_DATE.isoformat(), PICKED_DATE.isoformat()
 OLD = OLD_DATE.isoformat()
 RANGE_KEYS = [user_range.key for user_range in USER_ID_RANGES]
-RERUN_RANGE = USER_ID_RANGES[0].key  # the range holding the seeded users: the most rows
+RERUN_RANGE = USER_ID_RANGES[0].key  # the range holding the smallest user IDs
 RUN_TIMEOUT = 300
 PROJECT_RESOURCES = [
     "batch_gate",
@@ -219,7 +219,7 @@ def _rows_per_range(project: UiProject, day: dt.date) -> dict[str, int]:
     """(day, range) -> rows of user_scores, counted in the table itself."""
     counts = {}
     with project.engine().connect() as connection:
-        for user_range in USER_ID_RANGES:
+        for user_range in cut_in_force(connection, day).ranges:
             counts[f"{day}|{user_range.key}"] = connection.execute(
                 sa.select(sa.func.count())
                 .select_from(user_scores_table)

@@ -44,10 +44,10 @@ from ranking_pipeline.lib.queries import (
     read_rankings,
     replace_rankings,
 )
-from ranking_pipeline.lib.ranges import USER_ID_RANGES
+from ranking_pipeline.lib.ranges import BALANCE_LIMIT, USER_ID_RANGES, balance, cut_in_force
 from ranking_pipeline.lib.schema import rankings as rankings_table
+from ranking_pipeline.lib.score_plan import is_up_to_date
 from ranking_pipeline.lib.state import (
-    COMPLETED,
     RANKINGS_ASSET,
     USER_SCORES_ASSET,
     aggregates_fingerprint,
@@ -93,27 +93,37 @@ def stale_scores_message(business_date: dt.date, not_ready: list[str]) -> str:
     pick = "All" if every else "those ranges"
     return (
         f"cannot rank {business_date}: user_scores for {business_date} is missing or older than the "
-        f"aggregates for {ranges}. To score them, open the asset user_scores, Materialize…, enter "
-        f"{business_date} as the date, pick {pick} in the user-ID range picker and launch: the ranking of "
-        f"{business_date} follows once that run succeeds. The previous rankings of {business_date} are "
-        "unchanged"
+        f"aggregates (or its cut of user-ID ranges) for {ranges}. To score them, open the asset "
+        f"user_scores, Materialize…, enter {business_date} as the date, pick {pick} in the user-ID range "
+        f"picker and launch: the ranking of {business_date} follows once that run succeeds. The previous "
+        f"rankings of {business_date} are unchanged"
     )
 
 
-def _require_fresh_scores(context: dg.AssetExecutionContext, connection, business_date: dt.date) -> str:
-    """The aggregates' fingerprint of W(D), once every range of user_scores for D is computed from them."""
+def _require_fresh_scores(connection, business_date: dt.date) -> tuple[str, dict[str, int]]:
+    """The aggregates' fingerprint of W(D) and the rows of each user-ID range of D, once every range of
+    user_scores for D is computed from those aggregates under the cut of ranges in force for D."""
     fingerprint = aggregates_fingerprint(connection, window_days(business_date))
+    cut = cut_in_force(connection, business_date)
     score_runs = partition_runs_for(connection, USER_SCORES_ASSET, [business_date])
-    not_ready = [
-        user_range.key
-        for user_range in USER_ID_RANGES
-        if (run := score_runs.get((business_date, user_range.key))) is None
-        or run.status != COMPLETED
-        or run.input_fingerprint != fingerprint
-    ]
+    runs = {slot.key: score_runs.get((business_date, slot.key)) for slot in USER_ID_RANGES}
+    not_ready = [key for key, run in runs.items() if cut is None or not is_up_to_date(run, fingerprint, cut)]
     if not_ready:
         raise StaleScoresError(stale_scores_message(business_date, not_ready))
-    return fingerprint
+    return fingerprint, {key: run.row_count or 0 for key, run in runs.items()}
+
+
+def _range_balance(context: dg.AssetExecutionContext, business_date: dt.date, rows: dict[str, int]) -> dict:
+    """Metadata on how evenly D's scored users spread over the user-ID ranges; a warning when the largest
+    range holds more than 1.5 x the mean (the ranges no longer follow the user base: re-cut them)."""
+    ratio = balance(list(rows.values()))
+    if ratio is not None and ratio > BALANCE_LIMIT:
+        context.log.warning(
+            f"user_scores {business_date}: the largest user-ID range holds {ratio:.2f} x the mean of the "
+            f"ranges' rows (over {BALANCE_LIMIT}): re-cut the ranges, see `ranking-pipeline ranges plan`"
+        )
+    spread = {"rows_per_user_id_range": dg.MetadataValue.text(", ".join(f"{n:,}" for n in rows.values()))}
+    return spread if ratio is None else {"user_id_range_balance": round(ratio, 3), **spread}
 
 
 def _replace(
@@ -128,7 +138,7 @@ def _replace(
     started = time.monotonic()
     keep = retention_days()
     with engine.connect() as connection:
-        fingerprint = _require_fresh_scores(context, connection, business_date)
+        fingerprint, range_rows = _require_fresh_scores(connection, business_date)
 
     def record(connection, rows: int) -> None:
         mark_completed(
@@ -166,6 +176,7 @@ def _replace(
             "cache_keys_deleted": cleared if cleared is not None else "no Redis configured",
             "dates_dropped_by_retention": len(dropped),
             "seconds": round(time.monotonic() - started, 3),
+            **_range_balance(context, business_date, range_rows),
         },
     )
     return materialization, verified

@@ -42,11 +42,10 @@ from ranking_pipeline.lib.business_date import (
 from ranking_pipeline.lib.contract import raise_if_defects, user_defects, window_overflow
 from ranking_pipeline.lib.partitions import USER_SCORES, ensure_date_partition
 from ranking_pipeline.lib.queries import batch_transaction, replace_user_scores
-from ranking_pipeline.lib.ranges import USER_ID_RANGES, UserIdRange, range_for_key
+from ranking_pipeline.lib.ranges import USER_ID_RANGES, UserIdRange, cut_for_scoring, cut_in_force
+from ranking_pipeline.lib.score_plan import DateInputs, RangeWork, plan_scoring
 from ranking_pipeline.lib.state import (
-    COMPLETED,
     USER_SCORES_ASSET,
-    PartitionRun,
     aggregates_fingerprint,
     mark_completed,
     mark_failed,
@@ -77,32 +76,33 @@ def incomplete_window_message(business_date: dt.date, missing: list[dt.date]) ->
 
 def _score_range(
     engine: Engine,
-    business_date: dt.date,
-    user_range: UserIdRange,
+    inputs: DateInputs,
+    work: RangeWork,
     run_id: str,
-    fingerprint: str,
     step: BatchStep,
-    from_previous: bool,
 ) -> tuple[int, float]:
     """Replace one (D, range) and record it, in one transaction fenced by the batch lock."""
-    mark_running(engine, USER_SCORES_ASSET, business_date, user_range.key, run_id)
+    business_date, key = inputs.business_date, work.user_range.key
+    mark_running(engine, USER_SCORES_ASSET, business_date, key, run_id)
     started = time.monotonic()
     try:
-        with batch_transaction(engine, f"scoring {business_date} {user_range.key}") as connection:
-            rows = replace_user_scores(connection, business_date, user_range, from_previous=from_previous)
+        with batch_transaction(engine, f"scoring {business_date} {key}") as connection:
+            rows = replace_user_scores(
+                connection, business_date, work.user_range, from_previous=work.from_previous
+            )
             mark_completed(
-                connection, USER_SCORES_ASSET, business_date, user_range.key, run_id, rows, fingerprint
+                connection,
+                USER_SCORES_ASSET,
+                business_date,
+                key,
+                run_id,
+                rows,
+                inputs.fingerprint,
+                range_cut=inputs.cut.cut_id,
             )
             step.fence(connection)
     except Exception as error:
-        mark_failed(
-            engine,
-            USER_SCORES_ASSET,
-            business_date,
-            user_range.key,
-            run_id,
-            f"{type(error).__name__}: {error}",
-        )
+        mark_failed(engine, USER_SCORES_ASSET, business_date, key, run_id, f"{type(error).__name__}: {error}")
         raise
     return rows, time.monotonic() - started
 
@@ -117,26 +117,52 @@ def _resumes(context: dg.AssetExecutionContext) -> bool:
     return context.run.tags.get(RESUME_TAG) == "true" and not _forced(context)
 
 
-def _is_up_to_date(done: PartitionRun | None, fingerprint: str) -> bool:
-    """The partition was completed from the aggregates whose fingerprint is ``fingerprint``."""
-    return done is not None and done.status == COMPLETED and done.input_fingerprint == fingerprint
-
-
 def _materialization(
-    context: dg.AssetExecutionContext, business_date: dt.date, range_key: str, rows: int, detail: dict
+    context: dg.AssetExecutionContext, inputs: DateInputs, user_range: UserIdRange, rows: int, detail: dict
 ) -> dg.AssetMaterialization:
-    window = window_days(business_date)
+    window = window_days(inputs.business_date)
     return dg.AssetMaterialization(
         asset_key=context.asset_key,
-        partition=score_partition_key(business_date, range_key),
+        partition=score_partition_key(inputs.business_date, user_range.key),
         metadata={
             "dagster/row_count": rows,
-            "business_date": dg.MetadataValue.text(business_date.isoformat()),
-            "user_id_range": dg.MetadataValue.text(range_key),
+            "business_date": dg.MetadataValue.text(inputs.business_date.isoformat()),
+            "user_id_range": dg.MetadataValue.text(user_range.key),
+            "user_ids": dg.MetadataValue.text(user_range.describe()),
+            "range_cut": dg.MetadataValue.text(inputs.cut.describe()),
             "window": dg.MetadataValue.text(f"{window[0]} .. {window[-1]}"),
             **detail,
         },
     )
+
+
+def _date_inputs(engine: Engine, business_date: dt.date) -> DateInputs:
+    """D's cut (stored first if this is the first scoring ever) and bookkeeping; refuses an incomplete
+    window or one whose sums could overflow."""
+    window = window_days(business_date)
+    previous_date = business_date - dt.timedelta(days=1)
+    with engine.connect() as connection:
+        missing = missing_aggregate_days(connection, business_date)
+    if missing:
+        raise IncompleteWindowError(incomplete_window_message(business_date, missing))
+    cut = cut_for_scoring(engine, business_date)
+    with engine.connect() as connection:
+        raise_if_defects(window_overflow(connection, window), f"the aggregates of W({business_date})")
+        return DateInputs(
+            business_date=business_date,
+            cut=cut,
+            fingerprint=aggregates_fingerprint(connection, window),
+            previous_cut=cut_in_force(connection, previous_date) or cut,
+            previous_fingerprint=aggregates_fingerprint(connection, window_days(previous_date)),
+            runs=partition_runs_for(connection, USER_SCORES_ASSET, [business_date, previous_date]),
+        )
+
+
+def _how(inputs: DateInputs, work: RangeWork) -> str:
+    window = window_days(inputs.business_date)
+    if work.from_previous:
+        return f"from {inputs.previous_date} + {inputs.business_date} - {window[0] - dt.timedelta(days=1)}"
+    return f"from the 30 days {window[0]} .. {window[-1]}"
 
 
 def _score_date(
@@ -149,88 +175,44 @@ def _score_date(
     """Score the selected ranges of D (up to 4 at once), yielding each range's materialization as it commits;
     a failing range lets the others finish, then its error ends the step."""
     run_id = context.run.run_id
-    window = window_days(business_date)
-    previous_date = business_date - dt.timedelta(days=1)
-    with engine.connect() as connection:
-        missing = missing_aggregate_days(connection, business_date)
-        fingerprint = aggregates_fingerprint(connection, window)
-        previous = partition_runs_for(connection, USER_SCORES_ASSET, [business_date, previous_date])
-        previous_fingerprint = aggregates_fingerprint(connection, window_days(previous_date))
-    if missing:
-        raise IncompleteWindowError(incomplete_window_message(business_date, missing))
-    with engine.connect() as connection:
-        raise_if_defects(window_overflow(connection, window), f"the aggregates of W({business_date})")
-    resumes = _resumes(context)
-    selected = [range_for_key(key) for key in range_keys]
-    to_compute = []
-    for user_range in selected:
-        done = previous.get((business_date, user_range.key))
-        # a step retry never redoes its own finished ranges; other runs' only when resuming
-        if _is_up_to_date(done, fingerprint) and (resumes or done.run_id == run_id):
-            context.log.info(
-                f"user_scores {business_date} {user_range.key}: already completed by run {done.run_id} "
-                f"({done.row_count:,} rows) from the same aggregates; not recomputed"
-            )
-            if done.run_id != run_id:  # this run's earlier attempt already reported it
-                yield _materialization(
-                    context,
-                    business_date,
-                    user_range.key,
-                    done.row_count or 0,
-                    {"computed": False, "resumed_from_run": dg.MetadataValue.text(done.run_id)},
-                )
-        else:
-            to_compute.append(user_range)
-    if not to_compute:
+    inputs = _date_inputs(engine, business_date)
+    plan = plan_scoring(inputs, range_keys, run_id, resumes=_resumes(context), forced=_forced(context))
+    for user_range, done, reported in plan.skipped:
+        context.log.info(
+            f"user_scores {business_date} {user_range.key}: already completed by run {done.run_id} "
+            f"({done.row_count:,} rows) from the same aggregates under {inputs.cut.describe()}; "
+            "not recomputed"
+        )
+        if not reported:  # this run's earlier attempt already reported it
+            resumed = {"computed": False, "resumed_from_run": dg.MetadataValue.text(done.run_id)}
+            yield _materialization(context, inputs, user_range, done.row_count or 0, resumed)
+    if not plan.compute:
         return
-    # The nightly path: a range whose D-1 scores came from today's aggregates of W(D-1) adds day D and
-    # subtracts day D-30 instead of summing 30 days; any other range (first date, a changed aggregate day,
-    # a forced recompute) sums W(D) in full.
-    from_previous = {
-        r.key: not _forced(context)
-        and _is_up_to_date(previous.get((previous_date, r.key)), previous_fingerprint)
-        for r in to_compute
-    }
     with batch_transaction(engine, f"creating the user_scores partition of {business_date}") as connection:
         ensure_date_partition(connection, USER_SCORES, business_date)
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_RANGES, len(to_compute))) as pool:
-        futures: dict[Future, UserIdRange] = {
-            pool.submit(
-                _score_range, engine, business_date, r, run_id, fingerprint, step, from_previous[r.key]
-            ): r
-            for r in to_compute
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_RANGES, len(plan.compute))) as pool:
+        futures: dict[Future, RangeWork] = {
+            pool.submit(_score_range, engine, inputs, work, run_id, step): work for work in plan.compute
         }
         pending = set(futures)
         error: BaseException | None = None
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                user_range = futures[future]
+                work = futures[future]
                 if future.exception() is not None:
                     error = error or future.exception()
                     continue
                 rows, seconds = future.result()
                 step.processed += rows
-                how = (
-                    f"from {previous_date} + {business_date} - {window[0] - dt.timedelta(days=1)}"
-                    if from_previous[user_range.key]
-                    else f"from the 30 days {window[0]} .. {window[-1]}"
-                )
+                how = _how(inputs, work)
                 context.log.info(
-                    f"user_scores {business_date} {user_range.key}: {rows:,} users scored in {seconds:.2f} s "
-                    f"({how}; {step.processed:,} users so far)"
+                    f"user_scores {business_date} {work.user_range.key}: {rows:,} users scored in "
+                    f"{seconds:.2f} s (user IDs {work.user_range.describe()}, {inputs.cut.describe()}; "
+                    f"{how}; {step.processed:,} users so far)"
                 )
-                yield _materialization(
-                    context,
-                    business_date,
-                    user_range.key,
-                    rows,
-                    {
-                        "computed": True,
-                        "seconds": round(seconds, 3),
-                        "computed_from": dg.MetadataValue.text(how),
-                    },
-                )
+                detail = {"computed": True, "seconds": round(seconds, 3), "computed_from": how}
+                yield _materialization(context, inputs, work.user_range, rows, detail)
         if error is not None:  # every other range has finished (and stays done for the retry)
             raise error
 
@@ -269,8 +251,10 @@ def user_scores(context: dg.AssetExecutionContext, database: RankingDatabase, ba
     their status (ranking filters later). The nightly path: when D-1's scores of a range were computed from
     today's aggregates of W(D-1), D's are D-1's plus day D minus day D-30 (metadata `computed_from` says which
     way each range went); otherwise the 30 days are summed. Both give the same rows to the cent.
-    Partitioned by business date x user-ID range: the ranges cover every possible ID and never overlap; each
-    (D, range) is replaced on its own, up to 4 ranges at once, and reports its own row count and seconds.
+    Partitioned by business date x user-ID range: eight range slots whose user IDs are the cut in force for D
+    (`ranking-pipeline ranges`; each an eighth of the users when cut), covering every possible ID without
+    overlap; each (D, range) is replaced on its own, up to 4 ranges at once, and reports its own row count,
+    seconds, user IDs and cut.
     Refuses to run (at once, no retries) while a day of W(D) has not been aggregated. Runs of the batch job
     resume: ranges already completed for D from the same aggregates are skipped (metadata `computed: false`);
     a materialization from the UI recomputes what it selected. Holds the lock batch:lock:BATCH-001.
