@@ -104,6 +104,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--users", type=_positive_int, required=True, help="N users and N orders a day")
     bench.add_argument("--runs", type=_positive_int, default=1, help="repetitions; medians are printed")
     bench.add_argument("--keep", action="store_true", help="keep the benchmark database afterwards")
+    named = bench.add_mutually_exclusive_group()
+    named.add_argument(
+        "--keep-database",
+        metavar="NAME",
+        help="seed a new database NAME and keep it afterwards (users and orders only), for --reuse-database",
+    )
+    named.add_argument(
+        "--reuse-database",
+        metavar="NAME",
+        help="run on NAME, seeded by an earlier --keep-database run with the same --users (no seeding)",
+    )
+    bench.add_argument(
+        "--cases",
+        nargs="+",
+        choices=("nightly", "cold"),
+        default=["nightly", "cold"],
+        help="the timed cases to run (default: nightly cold)",
+    )
     bench.add_argument(
         "--history-dates",
         type=_non_negative_int,
@@ -223,6 +241,9 @@ def _bench(args: argparse.Namespace) -> int:
         args.users,
         args.runs,
         keep=args.keep,
+        keep_database=args.keep_database,
+        reuse_database=args.reuse_database,
+        cases=tuple(dict.fromkeys(args.cases)),
         history_dates=args.history_dates,
         log=lambda line: print(line, flush=True),
     )
@@ -231,6 +252,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from ranking_pipeline.batch_runner import BatchRunFailed
+    from ranking_pipeline.bench import BenchDatabaseError
     from ranking_pipeline.instance import DagsterHomeError
     from ranking_pipeline.lib.contract import InputContractError
     from ranking_pipeline.lib.db import DatabaseConfigError, DatabaseUnreachableError
@@ -257,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         validate()  # every setting, before any command does anything (as the code location's load does)
         return handlers[args.command](args)
     except (
+        BenchDatabaseError,
         BusinessDateError,
         DagsterHomeError,
         DatabaseConfigError,
