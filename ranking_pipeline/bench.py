@@ -114,6 +114,7 @@ class CaseResult:
     floor: baseline.FloorTiming | None = None  # measured after each nightly repetition
     history_dates_dropped: int | None = None  # history: dates the timed run dropped by retention
     disk_bytes: int = 0  # the database's size after the case's timed runs (the larger of the two sides')
+    load_average: float = 0.0  # the machine's 1-minute load average after a timed side (the larger)
 
 
 @dataclass
@@ -339,7 +340,7 @@ def _run_case(
     days = (business_date, business_date) if case == "nightly" else (first, business_date)
     _execute(raw, ("TRUNCATE " + ", ".join(_DERIVED),) if case == "nightly" else _DROP_AGGREGATES["pipeline"])
     results: dict[str, object] = {}
-    disk = 0
+    disk, load = 0, 0.0
     sides = ["baseline", "pipeline"] if repetition % 2 == 0 else ["pipeline", "baseline"]
     for side in sides:
         if case == "nightly":
@@ -350,7 +351,7 @@ def _run_case(
             results[side] = _baseline_case(raw, business_date, days)
         else:
             results[side] = run_pipeline_process(url, business_date)
-        disk = max(disk, _disk_bytes(raw))
+        disk, load = max(disk, _disk_bytes(raw)), max(load, os.getloadavg()[0])
         _execute(raw, _DROP_AGGREGATES[side])
     differences, ranked = _compare_rankings(raw, case, business_date)
     floor = None
@@ -359,7 +360,15 @@ def _run_case(
         log(f"  {case} #{repetition + 1}: floor ...")
         with raw.cursor() as cursor:
             floor = baseline.floor(cursor, business_date)
-    return CaseResult(results["baseline"], results["pipeline"], differences, ranked, floor, disk_bytes=disk)
+    return CaseResult(
+        results["baseline"],
+        results["pipeline"],
+        differences,
+        ranked,
+        floor,
+        disk_bytes=disk,
+        load_average=load,
+    )
 
 
 _COPY_SCORES = sa.text(

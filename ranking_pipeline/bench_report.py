@@ -9,6 +9,7 @@ without it (the "baseline s" column holds the latter).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -258,6 +259,12 @@ def _scale_notes(report, figures: dict[str, float]) -> list[str]:
         f"{_gigabytes(report.disk_peak_bytes)} after a timed side (pg_database_size); the bench process's "
         f"own peak RSS {report.bench_peak_mb:,.0f} MB"
     ]
+    loads = [r.load_average for case in ("nightly", "cold") for r in report.cases.get(case, [])]
+    if loads:
+        notes.append(
+            f"machine: 1-minute load average up to {max(loads):.1f} after a timed side, on {os.cpu_count()} "
+            "cores (above the core count, other work competed with the benchmark)"
+        )
     for case in ("nightly", "cold"):
         budget_users = figures.get(f"{case}_budget_users")
         if budget_users is not None:

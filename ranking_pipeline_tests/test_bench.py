@@ -98,6 +98,7 @@ def test_bench_compares_identical_rankings_and_prints_every_step(postgres_server
     assert "nightly: extrapolated, not measured: about" in report.text
     assert report.seed_seconds > 0 and report.bench_peak_mb > 0
     assert 0 < report.disk_seeded_bytes <= report.disk_peak_bytes
+    assert "machine: 1-minute load average up to" in report.text
     assert f"disk: the database took {report.disk_seeded_bytes / 1024**3:.1f} GB after seeding" in report.text
     assert "rankings identical in every run" in report.text
     assert "ms per record" in report.text and "budget 100 ms" in report.text

@@ -3,6 +3,7 @@ chunks through binary COPY, logged and indexed at the end."""
 
 import datetime as dt
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -55,18 +56,47 @@ def test_bulk_seed_loads_the_contract_tables_in_chunks(engine, monkeypatch):
                 sa.text("SELECT relname, relpersistence FROM pg_class WHERE relname IN ('users', 'orders')")
             ).all()
         )
-        assert tables == {"users": "p", "orders": "p"}  # made LOGGED after the load
+        assert tables == {"users": "p", "orders": "p"}  # logged (permanent) tables, as the contract's
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_visibility"))
+        pages = connection.execute(
+            sa.text("SELECT count(*), count(*) FILTER (WHERE all_frozen) FROM pg_visibility_map('orders')")
+        ).one()
+        assert pages[0] > 0 and pages[1] == pages[0]  # COPY FREEZE: no later read writes hint bits
         indexes = set(
             connection.execute(
                 sa.text("SELECT indexname FROM pg_indexes WHERE tablename IN ('users', 'orders')")
             ).scalars()
         )
         assert indexes == {"users_pkey", "orders_pkey", "orders_ordered_at_idx"}
-        stray = connection.execute(sa.text("SELECT to_regclass('seed_orders_stage')")).scalar_one()
-        assert stray is None  # the staging tables are gone
+        stray = connection.execute(sa.text("SELECT to_regclass('seed_users_stage')")).scalar_one()
+        assert stray is None  # the users' staging table is gone
 
 
 def test_bulk_seed_refuses_a_database_with_input_tables(engine):
     bulk_seed.seed_bulk(engine, 10, end_date=END, log=lambda line: None)
     with pytest.raises(ValueError, match="table\\(s\\) users, orders already exist"):
         bulk_seed.seed_bulk(engine, 10, end_date=END, log=lambda line: None)
+
+
+def test_amounts_sent_in_binary_read_back_to_the_cent(engine):
+    cents = np.array([0, 1, 99, 100, 105, 123_456, 10_000_00, 9_999_999_999], dtype=np.int64)
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute("CREATE TEMPORARY TABLE amounts (amount NUMERIC(12,2) NOT NULL)")
+            amounts = bulk_seed.numeric_amounts(cents)
+            bulk_seed._copy(cursor, "amounts", [bulk_seed.binary_copy_records([(amounts, amounts.dtype)])])
+            cursor.execute("SELECT amount::text FROM amounts")
+            assert [row[0] for row in cursor.fetchall()] == [
+                "0.00",
+                "0.01",
+                "0.99",
+                "1.00",
+                "1.05",
+                "1234.56",
+                "10000.00",
+                "99999999.99",
+            ]
+    finally:
+        raw.close()
