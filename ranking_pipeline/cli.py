@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.epilog = "Any further arguments are passed on to `dagster dev` (e.g. -p 3001)."
 
+    _add_bench_parser(commands)
+    return parser
+
+
+def _add_bench_parser(commands) -> None:
     bench = commands.add_parser(
         "bench",
         help="time the batch against a plain-SQL baseline on a new, seeded database (docs/BENCHMARKS.md)",
@@ -129,7 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="then fill user_scores and rankings with K older business dates and time the nightly case "
         "again (default 0: skip; the docs use 400 at 100,000 users)",
     )
-    return parser
 
 
 class DevArgumentError(ValueError):
