@@ -1,8 +1,8 @@
 """`ranking-pipeline bench`: the pipeline against a plain-SQL baseline, side by side, on one database.
 
 On a new database (random name, on RANKING_DATABASE_URL's server or the embedded one) it seeds the contract's
-reference workload (N users, 31 JST days D-30 .. D, N orders a day; lib/bulk_seed.py: binary COPY into
-unlogged tables, logged and indexed at the end). ``--keep-database NAME`` seeds NAME instead and keeps it
+reference workload (N users, 31 JST days D-30 .. D, N orders a day; lib/bulk_seed.py: binary COPY FREEZE,
+the keys and the index built after the load). ``--keep-database NAME`` seeds NAME instead and keeps it
 with only users and orders; ``--reuse-database NAME`` runs on such a database without seeding (10,000,000
 users take long to seed). Then, per repetition and per case, one side after the other:
 

@@ -11,11 +11,12 @@ What makes it fast (10M: see docs/BENCHMARKS.md):
   microseconds since 2000-01-01): no CSV formatting in Python, no conversion pass in PostgreSQL;
 - ``orders`` is created in the load's one transaction and filled with ``COPY ... FREEZE``: its rows are
   written once, already frozen, so the first reads later (the benchmark's timed ones) write no hint bits and
-  no vacuum rewrites them; ``users`` goes through a small UNLOGGED staging table (its name is built in SQL);
+  no vacuum rewrites them; ``users`` goes through a small UNLOGGED staging table (the names are built in
+  SQL) and is frozen by a VACUUM after the load;
 - no key or index while loading: the primary keys and the ``ordered_at`` index are built once loaded, each
   in one sort (with a larger ``maintenance_work_mem`` for that session).
 
-Measured and dropped: UNLOGGED tables made LOGGED after the load. ``SET LOGGED`` rewrites the whole table
+Tried and dropped: UNLOGGED tables made LOGGED after the load. ``SET LOGGED`` rewrites the whole table
 and writes it to the WAL, so the table is written three times instead of twice (table and WAL), and the disk
 holds the table twice while it runs (22 GB more at 10,000,000 users).
 
