@@ -37,7 +37,7 @@ from sqlalchemy.engine import Engine
 from ranking_pipeline.lib.business_date import jst_midnight
 from ranking_pipeline.lib.seed import SEED_DAYS, SeedSummary
 
-CHUNK_ROWS = 1_000_000
+CHUNK_ROWS = 250_000  # rows drawn and sent at once: the bench process's memory while seeding
 INDEX_BUILD_MEMORY = "1GB"  # maintenance_work_mem of the session that builds the keys and the index
 _PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
@@ -167,7 +167,7 @@ def _order_tuples(
 
 def _load_orders(cursor, rng, weights: np.ndarray, first_day: dt.date, log: Callable[[str], None]) -> None:
     users = len(weights)
-    cumulative = np.cumsum(weights)
+    cumulative = np.cumsum(weights, out=weights)  # in place: one array of N floats, not two
     for offset in range(SEED_DAYS):
         day = first_day + dt.timedelta(days=offset)
         midnight = _micros(jst_midnight(day))
@@ -177,7 +177,7 @@ def _load_orders(cursor, rng, weights: np.ndarray, first_day: dt.date, log: Call
             _copy(
                 cursor, "orders", _order_tuples(rng, cumulative, users, order_id, rows, midnight), freeze=True
             )
-        if users >= CHUNK_ROWS:
+        if users >= 1_000_000:
             log(f"    seeded {day} ({offset + 1} of {SEED_DAYS} days)")
 
 
@@ -197,7 +197,7 @@ def _load_and_finish(
         for statement in FINISH:
             started = time.perf_counter()
             cursor.execute(statement)
-            if len(weights) >= CHUNK_ROWS:
+            if len(weights) >= 1_000_000:
                 log(f"    {statement}: {time.perf_counter() - started:.1f} s")
         cursor.execute("RESET maintenance_work_mem")
     finally:  # the connection goes back to the engine's pool
