@@ -1,13 +1,16 @@
 """`ranking-pipeline bench`: the pipeline against a plain-SQL baseline, side by side, on one database.
 
 On a new database (random name, on RANKING_DATABASE_URL's server or the embedded one) it seeds the contract's
-reference workload (N users, 31 JST days D-30 .. D, N orders a day, loaded with COPY), then, per repetition:
+reference workload (N users, 31 JST days D-30 .. D, N orders a day; lib/bulk_seed.py: binary COPY FREEZE,
+the keys and the index built after the load). ``--keep-database NAME`` seeds NAME instead and keeps it
+with only users and orders; ``--reuse-database NAME`` runs on such a database without seeding (10,000,000
+users take long to seed). Then, per repetition and per case, one side after the other:
 
-- nightly (the daily case): untimed preparation on the pipeline side aggregates D-30 .. D-1 through its own
-  batch_000_job and runs ``ranking-pipeline run --date D-1``, so W(D)'s other 29 days are aggregated and
-  D-1's scores and rankings are present and fresh (what lets the pipeline score D from D-1's scores); the
-  baseline aggregates the same days. Timed: each side aggregates D, scores D, replaces the rankings of D.
-  Then the floor (lib/baseline.py ``floor``): one read of D's orders plus one write of D's rankings.
+- nightly (the daily case): untimed preparation of the side: the pipeline aggregates D-30 .. D-1 through
+  its own batch_000_job and runs ``ranking-pipeline run --date D-1``, so W(D)'s other 29 days are aggregated
+  and D-1's scores and rankings are present and fresh (what lets the pipeline score D from D-1's scores); the
+  baseline aggregates the same days. Timed: the side aggregates D, scores D, replaces the rankings of D.
+  After both: the floor (lib/baseline.py ``floor``): one read of D's orders plus one write of D's rankings.
 - cold: every aggregate is gone; each side aggregates all 30 days, scores, ranks.
 - baseline: lib/baseline.py's plain SQL in one session, into its own copies of the output tables.
 - pipeline: a subprocess ``ranking-pipeline run --date D`` (the project's definitions, Dagster in process, on
@@ -22,7 +25,9 @@ runs get RANKING_RETENTION_DAYS = K + 30: D-1's run keeps every copied date and 
 as every night does once the tables hold their full retention (restored, untimed, before a next repetition).
 
 Before each timed side the derived tables are vacuumed and analyzed and a checkpoint is taken, and the order
-of the two sides alternates between repetitions, so neither inherits the other's dirty pages or cache.
+of the two sides alternates between repetitions, so neither inherits the other's dirty pages or cache. After
+its timed run a side's aggregates are dropped (the database's size is taken first), so the database holds
+one side's 30 days of aggregates at a time.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import contextlib
 import datetime as dt
 import os
 import re
+import resource
 import secrets
 import shutil
 import statistics
@@ -46,13 +52,23 @@ import sqlalchemy as sa
 import yaml
 
 from ranking_pipeline.lib import baseline
+from ranking_pipeline.lib.bulk_seed import seed_bulk
 from ranking_pipeline.lib.db import describe_url, dispose_engines, get_engine, normalize_url
 from ranking_pipeline.lib.partitions import RETENTION_DAYS_ENV, ensure_date_partition, partition_dates
-from ranking_pipeline.lib.seed import seed
+from ranking_pipeline.lib.seed import SEED_DAYS
 
 BENCH_DATE = dt.date(2026, 11, 27)
 DATABASE_URL_ENV = "RANKING_DATABASE_URL"
 _DATABASE_NAME = re.compile(r"^rp_bench_[0-9a-f]{12}$")
+_NAMED_DATABASE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_SYSTEM_DATABASES = {"postgres", "template0", "template1"}
+_SEEDED_SHAPE = "SELECT (SELECT count(*) FROM users), (SELECT coalesce(max(order_id), 0) FROM orders)"
+_DERIVED_TABLE_NAMES = """
+    SELECT quote_ident(c.relname) FROM pg_class AS c
+    WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+      AND NOT c.relispartition AND c.relname NOT IN ('users', 'orders')
+"""
+_DISK_SIZE = "SELECT pg_database_size(current_database())"
 _PROJECT_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 _RANGE_LINE = re.compile(
     r"user_scores \S+ (range_\d+_of_\d+): ([\d,]+) users scored in ([\d.]+) s "
@@ -62,6 +78,10 @@ _PIPELINE_TABLES = ("daily_order_aggregates", "user_scores", "rankings", "rankin
 _DERIVED = (*_PIPELINE_TABLES, *baseline.BASELINE_TABLES.values())
 _POLL_SECONDS = 0.02
 _ENV_OVERRIDES_REMOVED = ("RANKING_REDIS_URL", "DAGSTER_HOME")  # the DB-table lock; a fresh instance per run
+
+
+class BenchDatabaseError(ValueError):
+    """--keep-database / --reuse-database names a database the benchmark cannot use (what, how to fix)."""
 
 
 class BenchmarkMismatch(RuntimeError):
@@ -81,6 +101,7 @@ class PipelineRun:
 
 
 CASES = ("nightly", "cold", "history")
+TIMED_CASES = ("nightly", "cold")  # the cases --cases chooses from (history: --history-dates)
 
 
 @dataclass
@@ -93,6 +114,8 @@ class CaseResult:
     ranked: int
     floor: baseline.FloorTiming | None = None  # measured after each nightly repetition
     history_dates_dropped: int | None = None  # history: dates the timed run dropped by retention
+    disk_bytes: int = 0  # the database's size after the case's timed runs (the larger of the two sides')
+    load_average: float = 0.0  # the machine's 1-minute load average after a timed side (the larger)
 
 
 @dataclass
@@ -117,6 +140,10 @@ class BenchReport:
     database: str
     cases: dict[str, list[CaseResult]] = field(default_factory=lambda: {case: [] for case in CASES})
     history: HistoryFill | None = None
+    seed_seconds: float | None = None  # None: a reused database (--reuse-database)
+    disk_seeded_bytes: int = 0  # pg_database_size after seeding (users, orders, empty derived tables)
+    disk_peak_bytes: int = 0  # the largest pg_database_size measured after a case
+    bench_peak_mb: float = 0.0  # the bench process's own peak RSS (seeding included)
     figures: dict[str, float] = field(default_factory=dict)  # headline medians (bench_report.summarize)
     rows: list[tuple] = field(default_factory=list)  # the printed table's rows
     text: str = ""
@@ -276,33 +303,57 @@ def _compare_rankings(raw, case: str, business_date: dt.date) -> tuple[int, int]
     return differences, ranked
 
 
+_DROP_AGGREGATES = {
+    "baseline": ("TRUNCATE baseline_daily_order_aggregates",),
+    "pipeline": (
+        "TRUNCATE daily_order_aggregates",
+        "DELETE FROM ranking_partition_runs WHERE asset = 'daily_order_aggregates'",
+    ),
+}
+
+
+def _execute(raw, statements: tuple[str, ...]) -> None:
+    with raw.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+    raw.commit()
+
+
+def _prepare_nightly_side(url: str, raw, side: str, business_date: dt.date, log) -> None:
+    """Untimed: the side's aggregates of D-30 .. D-1 (the pipeline also ranks D-1, see above)."""
+    if side == "baseline":
+        previous = business_date - dt.timedelta(days=1)
+        with raw.cursor() as cursor:  # the same aggregate days as the pipeline's preparation
+            baseline.aggregate_days(cursor, previous - dt.timedelta(days=29), previous)
+    else:
+        _prepare_nightly_pipeline(url, business_date, log)
+
+
 def _run_case(
     url: str, raw, case: str, repetition: int, business_date: dt.date, log: Callable[[str], None]
 ) -> CaseResult:
-    """One repetition of the nightly or the cold case: both sides timed, rankings compared."""
+    """One repetition of the nightly or the cold case: both sides timed, rankings compared.
+
+    One side after the other: (nightly: its untimed preparation,) settle, the timed run, the database's size,
+    then that side's aggregates are dropped, so the database never holds both sides' 30 days of aggregates
+    (11 GB each at 10,000,000 users) at once."""
     first = business_date - dt.timedelta(days=29)
     days = (business_date, business_date) if case == "nightly" else (first, business_date)
-    with raw.cursor() as cursor:
-        if case == "nightly":
-            cursor.execute("TRUNCATE " + ", ".join(_DERIVED))
-        else:
-            cursor.execute("TRUNCATE daily_order_aggregates, baseline_daily_order_aggregates")
-            cursor.execute("DELETE FROM ranking_partition_runs WHERE asset = 'daily_order_aggregates'")
-    raw.commit()
-    if case == "nightly":
-        previous = business_date - dt.timedelta(days=1)
-        with raw.cursor() as cursor:  # the same aggregate days as the pipeline's preparation
-            baseline.aggregate_days(cursor, first - dt.timedelta(days=1), previous)
-        _prepare_nightly_pipeline(url, business_date, log)
+    _execute(raw, ("TRUNCATE " + ", ".join(_DERIVED),) if case == "nightly" else _DROP_AGGREGATES["pipeline"])
     results: dict[str, object] = {}
+    disk, load = 0, 0.0
     sides = ["baseline", "pipeline"] if repetition % 2 == 0 else ["pipeline", "baseline"]
     for side in sides:
+        if case == "nightly":
+            _prepare_nightly_side(url, raw, side, business_date, log)
         _settle(url)
         log(f"  {case} #{repetition + 1}: {side} ...")
         if side == "baseline":
             results[side] = _baseline_case(raw, business_date, days)
         else:
             results[side] = run_pipeline_process(url, business_date)
+        disk, load = max(disk, _disk_bytes(raw)), max(load, os.getloadavg()[0])
+        _execute(raw, _DROP_AGGREGATES[side])
     differences, ranked = _compare_rankings(raw, case, business_date)
     floor = None
     if case == "nightly":
@@ -310,7 +361,15 @@ def _run_case(
         log(f"  {case} #{repetition + 1}: floor ...")
         with raw.cursor() as cursor:
             floor = baseline.floor(cursor, business_date)
-    return CaseResult(results["baseline"], results["pipeline"], differences, ranked, floor)
+    return CaseResult(
+        results["baseline"],
+        results["pipeline"],
+        differences,
+        ranked,
+        floor,
+        disk_bytes=disk,
+        load_average=load,
+    )
 
 
 _COPY_SCORES = sa.text(
@@ -403,15 +462,48 @@ def _server_url():
     return project_resources()["database"].process_config_and_initialize().engine().url
 
 
-def _create_database() -> tuple[str, str]:
+def _check_database_name(name: str, server: sa.engine.URL) -> None:
+    """A name for --keep-database / --reuse-database: a plain identifier, not the project's own database."""
+    if not _NAMED_DATABASE.match(name):
+        raise BenchDatabaseError(
+            f"--keep-database/--reuse-database {name!r}: use lower-case letters, digits and _ "
+            "(at most 63, starting with a letter), e.g. bench_10m"
+        )
+    if name in _SYSTEM_DATABASES or name == server.database:
+        raise BenchDatabaseError(
+            f"--keep-database/--reuse-database {name!r} is the server's own or the project's database; "
+            "name a database for the benchmark, e.g. bench_10m"
+        )
+
+
+def _database_exists(server: sa.engine.URL, name: str) -> bool:
+    admin = sa.create_engine(server)
+    try:
+        with admin.connect() as connection:
+            found = connection.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            return found.first() is not None
+    finally:
+        admin.dispose()
+
+
+def _create_database(name: str | None = None) -> tuple[str, str]:
+    """(server URL, URL of a new database): ``name``, or a random rp_bench_ name."""
     server = _server_url()
-    name = f"rp_bench_{secrets.token_hex(6)}"
-    if not _DATABASE_NAME.match(name):  # the only identifier interpolated into SQL
-        raise ValueError(f"unexpected database name {name!r}")
+    if name is None:
+        name = f"rp_bench_{secrets.token_hex(6)}"
+        if not _DATABASE_NAME.match(name):  # the only identifier interpolated into SQL
+            raise ValueError(f"unexpected database name {name!r}")
+    else:
+        _check_database_name(name, server)
+        if _database_exists(server, name):
+            raise BenchDatabaseError(
+                f"--keep-database {name}: the database exists already; re-run on it with "
+                f"--reuse-database {name}, or drop it first (DROP DATABASE {name})"
+            )
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')  # checked just above
     finally:
         admin.dispose()
     return server.render_as_string(hide_password=False), server.set(database=name).render_as_string(
@@ -419,10 +511,52 @@ def _create_database() -> tuple[str, str]:
     )
 
 
-def _drop_database(server_url: str, url: str) -> None:
+def _existing_database(name: str, users: int) -> tuple[str, str]:
+    """(server URL, URL) of a database an earlier ``--keep-database`` run seeded with ``users`` users."""
+    server = _server_url()
+    _check_database_name(name, server)
+    if not _database_exists(server, name):
+        raise BenchDatabaseError(
+            f"--reuse-database {name}: no such database on {describe_url(server)}; seed it once with "
+            f"--keep-database {name}"
+        )
+    url = server.set(database=name)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            seeded = connection.execute(sa.text(_SEEDED_SHAPE)).first()
+    except sa.exc.ProgrammingError:
+        seeded = None
+    finally:
+        engine.dispose()
+    if seeded is None or tuple(seeded) != (users, users * SEED_DAYS):
+        found = "no users/orders tables" if seeded is None else f"{seeded[0]:,} users, {seeded[1]:,} orders"
+        raise BenchDatabaseError(
+            f"--reuse-database {name}: it holds {found}, not {users:,} users and "
+            f"{users * SEED_DAYS:,} orders; pass the --users it was seeded with, or seed a new one with "
+            "--keep-database"
+        )
+    return server.render_as_string(hide_password=False), url.render_as_string(hide_password=False)
+
+
+def _drop_derived_tables(url: str) -> None:
+    """Leave only the seeded input in a kept database: every other table goes (the derived ones hold 30 days
+    of aggregates twice), and a later --reuse-database run creates them with its own release's schema."""
+    engine = sa.create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            tables = connection.execute(sa.text(_DERIVED_TABLE_NAMES)).scalars().all()
+            for table in tables:  # quoted by quote_ident in the query
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
+    finally:
+        engine.dispose()
+
+
+def _drop_database(server_url: str, url: str, named: str | None = None) -> None:
+    """Drop a random-named benchmark database, or the database ``named`` this run created."""
     dispose_engines()
     name = sa.engine.make_url(url).database
-    if not _DATABASE_NAME.match(name or ""):
+    if not (_DATABASE_NAME.match(name or "") or (named and name == named and _NAMED_DATABASE.match(name))):
         raise ValueError(f"refusing to drop {name!r}: not a benchmark database")
     admin = sa.create_engine(normalize_url(server_url), isolation_level="AUTOCOMMIT")
     try:
@@ -432,50 +566,103 @@ def _drop_database(server_url: str, url: str) -> None:
         admin.dispose()
 
 
+def _disk_bytes(raw) -> int:
+    """pg_database_size of the benchmark database."""
+    with raw.cursor() as cursor:
+        cursor.execute(_DISK_SIZE)
+        size = cursor.fetchone()[0]
+    raw.commit()
+    return size
+
+
+def _open_database(
+    users: int, keep_database: str | None, reuse_database: str | None
+) -> tuple[str, str, bool]:
+    """(server URL, database URL, seeded already?) for the run: a reused, a named new or a random new one."""
+    if keep_database and reuse_database:
+        raise BenchDatabaseError("--keep-database and --reuse-database: give one of them, not both")
+    if reuse_database:
+        return (*_existing_database(reuse_database, users), True)
+    return (*_create_database(keep_database), False)
+
+
+def _seed_or_reuse(engine: sa.Engine, report: BenchReport, seeded: bool, log: Callable[[str], None]) -> None:
+    users = report.users
+    if seeded:
+        log(f"benchmark database {report.database}: reusing its {users:,} users, {users * 31:,} orders")
+    else:
+        log(f"benchmark database {report.database}: seeding {users:,} users, {users * 31:,} orders ...")
+        started = time.perf_counter()
+        seed_bulk(engine, users, end_date=BENCH_DATE, log=log)
+        report.seed_seconds = time.perf_counter() - started
+        log(f"seeded in {report.seed_seconds:.1f} s")
+    from ranking_pipeline.lib.schema import ensure_output_tables
+
+    ensure_output_tables(engine)
+
+
+def _run_cases(
+    url: str,
+    engine: sa.Engine,
+    report: BenchReport,
+    cases: tuple[str, ...],
+    runs: int,
+    history_dates: int,
+    log,
+) -> None:
+    raw = engine.raw_connection()
+    try:
+        baseline.create_tables(raw)
+        report.disk_seeded_bytes = report.disk_peak_bytes = _disk_bytes(raw)
+        for repetition in range(runs):
+            for case in cases:
+                result = _run_case(url, raw, case, repetition, BENCH_DATE, log)
+                report.cases[case].append(result)
+                report.disk_peak_bytes = max(report.disk_peak_bytes, result.disk_bytes)
+        if history_dates:
+            log(f"history: copying D's scores and rankings under {history_dates} older dates ...")
+            report.history = fill_history(engine, BENCH_DATE, history_dates, log)
+            log(f"history: filled in {report.history.seconds:.1f} s")
+            for repetition in range(runs):
+                result = _run_history_case(url, engine, raw, report.history, repetition, BENCH_DATE, log)
+                report.cases["history"].append(result)
+            report.disk_peak_bytes = max(report.disk_peak_bytes, _disk_bytes(raw))
+    finally:
+        raw.close()
+
+
 def run_benchmark(
     users: int,
     runs: int = 1,
     *,
     keep: bool = False,
+    keep_database: str | None = None,
+    reuse_database: str | None = None,
+    cases: tuple[str, ...] = TIMED_CASES,
     history_dates: int = 0,
     log: Callable[[str], None] = print,
 ) -> BenchReport:
-    """Seed, run both sides ``runs`` times per case, check the rankings, and build the table (medians).
+    """Seed (or reuse a seeded database), run both sides ``runs`` times per case, check the rankings, and
+    build the table (medians). With ``history_dates`` K > 0, then fill K older dates and time the nightly
+    case ``runs`` times again.
 
-    With ``history_dates`` K > 0, then fill K older dates and time the nightly case ``runs`` times again."""
+    The database: a new one with a random name, dropped at the end unless ``keep``; ``keep_database`` NAME
+    creates NAME and keeps it with only users and orders; ``reuse_database`` NAME runs on such a database
+    without seeding (its derived tables are dropped again at the end)."""
     from ranking_pipeline.bench_report import build_table
 
-    server_url, url = _create_database()
+    server_url, url, seeded = _open_database(users, keep_database, reuse_database)
     report = BenchReport(users=users, database=describe_url(url))
+    named = keep_database or reuse_database
     saved_env = {name: os.environ.get(name) for name in (DATABASE_URL_ENV, *_ENV_OVERRIDES_REMOVED)}
     os.environ[DATABASE_URL_ENV] = url
     for name in _ENV_OVERRIDES_REMOVED:
         os.environ.pop(name, None)
     try:
-        log(f"benchmark database {report.database}: seeding {users:,} users, {users * 31:,} orders ...")
-        started = time.perf_counter()
         engine = get_engine(url)
-        seed(engine, users, end_date=BENCH_DATE)
-        from ranking_pipeline.lib.schema import ensure_output_tables
-
-        ensure_output_tables(engine)
-        raw = engine.raw_connection()
-        try:
-            baseline.create_tables(raw)
-            log(f"seeded in {time.perf_counter() - started:.1f} s")
-            for repetition in range(runs):
-                for case in ("nightly", "cold"):
-                    result = _run_case(url, raw, case, repetition, BENCH_DATE, log)
-                    report.cases[case].append(result)
-            if history_dates:
-                log(f"history: copying D's scores and rankings under {history_dates} older dates ...")
-                report.history = fill_history(engine, BENCH_DATE, history_dates, log)
-                log(f"history: filled in {report.history.seconds:.1f} s")
-                for repetition in range(runs):
-                    result = _run_history_case(url, engine, raw, report.history, repetition, BENCH_DATE, log)
-                    report.cases["history"].append(result)
-        finally:
-            raw.close()
+        _seed_or_reuse(engine, report, seeded, log)
+        _run_cases(url, engine, report, cases, runs, history_dates, log)
+        report.bench_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         report.rows, report.text = build_table(report, statistics.median)
         log(report.text)
     finally:
@@ -484,7 +671,17 @@ def run_benchmark(
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        if keep:
+        if named:
+            dispose_engines()
+            if seeded or report.seed_seconds is not None:  # a seeding cut short: nothing worth reusing
+                _drop_derived_tables(url)
+                log(
+                    f"kept the benchmark database {report.database} (users and orders only); re-run on it "
+                    f"with: ranking-pipeline bench --users {users} --reuse-database {named}"
+                )
+            else:
+                _drop_database(server_url, url, named)
+        elif keep:
             log(f"kept the benchmark database {report.database}")
         else:
             _drop_database(server_url, url)

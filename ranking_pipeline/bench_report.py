@@ -1,18 +1,22 @@
 """The benchmark's table, headline figures and verdicts (medians over repetitions).
 
 Columns: step, rows, baseline s, pipeline s, ratio (pipeline / baseline), floor s, x floor (pipeline /
-floor), rows/s, peak MB. The history case has no baseline of its own: its rows compare the pipeline with
-history against the pipeline's nightly case without it (the "baseline s" column holds the latter).
+floor), rows/s (pipeline; the floor's own), base rows/s (the baseline's), s/M users (pipeline or floor
+seconds per million users: flat or falling across sizes means linear or better), peak MB. The history case
+has no baseline of its own: its rows compare the pipeline with history against the pipeline's nightly case
+without it (the "baseline s" column holds the latter).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ranking_pipeline.lib.ranges import slot_for_key
 
 BUDGET_MS_PER_RECORD = 100.0
+BATCH_BUDGET_SECONDS = 30 * 60  # the nightly batch's limit (BATCH-001): what the extrapolation fits into
 _ASSET_STEPS = {"aggregate": "daily_order_aggregates", "score": "user_scores", "rank": "rankings"}
 _LABELS = {
     "nightly": {"aggregate": "aggregate day D", "score": "score D (8 ranges)", "rank": "rank + replace D"},
@@ -29,13 +33,16 @@ HEADER = (
     "floor s",
     "x floor",
     "rows/s",
+    "base rows/s",
+    "s/M users",
     "peak MB",
 )
+_WIDTHS = (8, 27, 11, 10, 10, 7, 8, 7, 10, 11, 9, 7)
 
 
 @dataclass(frozen=True)
 class Target:
-    """A target of issue 12: ``figure`` (a key of summarize's result) must stay under ``limit``."""
+    """A target of issue 12 or 17: ``figure`` (a key of summarize's result) must stay under ``limit``."""
 
     description: str
     figure: str
@@ -45,13 +52,14 @@ class Target:
 
 
 TARGETS = (
-    Target("nightly batch work <= 0.6 x baseline", "nightly_work_ratio", 0.6, (1_000_000,)),
+    Target("nightly batch work <= 0.6 x baseline", "nightly_work_ratio", 0.6, (1_000_000, 10_000_000)),
     Target("nightly batch work <= 0.8 x baseline", "nightly_work_ratio", 0.8, (100_000,)),
     Target("nightly whole process <= 1.0 x baseline", "nightly_process_ratio", 1.0, (1_000_000,)),
     Target("cold batch work <= 1.0 x baseline", "cold_work_ratio", 1.0, (1_000_000,)),
     Target("nightly batch work <= 2 x floor", "nightly_work_vs_floor", 2.0, (100_000, 1_000_000)),
     Target("nightly batch work, history / none <= 1.1", "history_ratio", 1.1, (100_000, 1_000_000)),
-    Target("peak RSS of the batch process < 300 MB", "peak_mb", 300.0, (1_000_000,), strict=True),
+    Target("nightly whole process < 600 s", "nightly_process_seconds", 600.0, (10_000_000,), strict=True),
+    Target("peak RSS of the batch process < 300 MB", "peak_mb", 300.0, (1_000_000, 10_000_000), strict=True),
 )
 
 
@@ -108,7 +116,29 @@ def summarize(report, median: Callable) -> dict[str, float]:
     peaks = [value for key, value in figures.items() if key.endswith("_peak_mb")]
     if peaks:
         figures["peak_mb"] = max(peaks)
+    figures.update(_growth_figures(figures, report.users))
     return figures
+
+
+def _growth_figures(figures: dict[str, float], users: int) -> dict[str, float]:
+    """Seconds per million users of every step (``<figure>_per_m_users``) and, per case, the user count
+    whose batch would take 30 minutes here (``<case>_budget_users``), extrapolated linearly from this run:
+    the process's part that does not grow with N (process - batch work: start-up, Dagster's run set-up) is
+    held fixed and the batch work scaled with N. An extrapolation, not a measurement."""
+    millions = users / 1_000_000
+    growth = {
+        f"{key}_per_m_users": value / millions
+        for key, value in figures.items()
+        if key.endswith("_seconds") and not key.startswith("floor_")
+    }
+    if "floor_seconds" in figures:
+        growth["floor_seconds_per_m_users"] = figures["floor_seconds"] / millions
+    for case in ("nightly", "cold"):
+        work, process = figures.get(f"{case}_work_seconds"), figures.get(f"{case}_process_seconds")
+        if work and process:
+            fixed = max(process - work, 0.0)
+            growth[f"{case}_budget_users"] = users * (BATCH_BUDGET_SECONDS - fixed) / work
+    return growth
 
 
 def verdicts(figures: dict[str, float], users: int) -> list[str]:
@@ -131,7 +161,9 @@ def verdicts(figures: dict[str, float], users: int) -> list[str]:
     return lines
 
 
-def _case_rows(case: str, results: list, median: Callable, figures: dict[str, float]) -> list[tuple]:
+def _case_rows(
+    case: str, results: list, median: Callable, figures: dict[str, float], users: int
+) -> list[tuple]:
     """The rows of one case: its three asset steps, the checks, batch work, Dagster runs, the process.
 
     Nightly and cold compare with the baseline; history compares with the nightly case's pipeline."""
@@ -146,7 +178,11 @@ def _case_rows(case: str, results: list, median: Callable, figures: dict[str, fl
             count = results[-1].baseline[step].rows
             base = median([r.baseline[step].seconds for r in results])
         rate = count / pipe if count is not None and pipe else None
-        rows.append((case, label, count, base, pipe, _ratio(pipe, base), None, None, rate, None))
+        base_rate = count / base if count is not None and base and not with_history else None
+        per_m = pipe * 1_000_000 / users
+        rows.append(
+            (case, label, count, base, pipe, _ratio(pipe, base), None, None, rate, base_rate, per_m, None)
+        )
     ranked = results[-1].ranked
     for key, label, count in (
         ("checks", "asset checks on rankings", None),
@@ -161,30 +197,26 @@ def _case_rows(case: str, results: list, median: Callable, figures: dict[str, fl
             base = None if key == "checks" else figures[f"{case}_baseline_seconds"]
         floor_cells = (floor, _ratio(pipe, floor)) if key == "work" else (None, None)
         peak = figures[f"{case}_peak_mb"] if key == "process" else None
-        rows.append((case, label, count, base, pipe, _ratio(pipe, base), *floor_cells, None, peak))
+        per_m = pipe * 1_000_000 / users
+        rows.append(
+            (case, label, count, base, pipe, _ratio(pipe, base), *floor_cells, None, None, per_m, peak)
+        )
     return rows
 
 
-def _floor_rows(last_floor, figures: dict[str, float]) -> list[tuple]:
+def _floor_rows(last_floor, figures: dict[str, float], users: int) -> list[tuple]:
     """The floor's rows: its read, its write (medians) and their sum; rows from the last repetition."""
-    read_rows, written = last_floor.read.rows, last_floor.write.rows
-    read, write = figures["floor_read_seconds"], figures["floor_write_seconds"]
-    total = figures["floor_seconds"]
+    millions = users / 1_000_000
     no_times = (None, None, None)  # a floor has no baseline, pipeline or ratio
-    return [
-        ("floor", "read D's orders once", read_rows, *no_times, read, None, _ratio(read_rows, read), None),
-        (
-            "floor",
-            "write D's rankings once",
-            written,
-            *no_times,
-            write,
-            None,
-            _ratio(written, write),
-            None,
-        ),
-        ("floor", "floor (read + write)", written, *no_times, total, None, None, None),
-    ]
+    rows = []
+    for label, count, seconds in (
+        ("read D's orders once", last_floor.read.rows, figures["floor_read_seconds"]),
+        ("write D's rankings once", last_floor.write.rows, figures["floor_write_seconds"]),
+        ("floor (read + write)", last_floor.write.rows, figures["floor_seconds"]),
+    ):
+        rate = _ratio(count, seconds) if label != "floor (read + write)" else None
+        rows.append(("floor", label, count, *no_times, seconds, None, rate, None, seconds / millions, None))
+    return rows
 
 
 def _notes(report, case: str, results: list, median: Callable, figures: dict[str, float]) -> list[str]:
@@ -210,19 +242,50 @@ def _notes(report, case: str, results: list, median: Callable, figures: dict[str
     return notes
 
 
+_FORMATS = ("", "", ",d", ".2f", ".2f", ".2f", ".3f", ".2f", ",.0f", ",.0f", ".2f", ",.0f")
+
+
+def _gigabytes(size: int) -> str:
+    return f"{size / 1024**3:.1f} GB"
+
+
+def _scale_notes(report, figures: dict[str, float]) -> list[str]:
+    """The database's disk, the seeding, the bench process's memory and the 30-minute extrapolation."""
+    seeding = (
+        "reused (--reuse-database), not seeded"
+        if report.seed_seconds is None
+        else f"seeded in {report.seed_seconds:.0f} s"
+    )
+    notes = [
+        f"disk: the database took {_gigabytes(report.disk_seeded_bytes)} after seeding ({seeding}), at most "
+        f"{_gigabytes(report.disk_peak_bytes)} after a timed side (pg_database_size); the bench process's "
+        f"own peak RSS {report.bench_peak_mb:,.0f} MB"
+    ]
+    loads = [r.load_average for case in ("nightly", "cold") for r in report.cases.get(case, [])]
+    if loads:
+        notes.append(
+            f"machine: 1-minute load average up to {max(loads):.1f} after a timed side, on {os.cpu_count()} "
+            "cores (above the core count, other work competed with the benchmark)"
+        )
+    for case in ("nightly", "cold"):
+        budget_users = figures.get(f"{case}_budget_users")
+        if budget_users is not None:
+            notes.append(
+                f"{case}: extrapolated, not measured: about {budget_users:,.0f} users would fit the "
+                f"{BATCH_BUDGET_SECONDS // 60}-minute budget here (linear in N from this run's batch work "
+                f"{figures[f'{case}_work_seconds_per_m_users']:.2f} s per million users, plus the fixed "
+                f"{max(figures[f'{case}_process_seconds'] - figures[f'{case}_work_seconds'], 0):.2f} s of "
+                "the process)"
+            )
+    return notes
+
+
 def _format_row(row: tuple) -> str:
-    case, label, count, base, pipe, ratio, floor, times_floor, rate, peak = row
-    cells = [
-        f"{case:>8}",
-        f"{label:>27}",
-        f"{_fmt(count, ',d'):>10}",
-        f"{_fmt(base, '.2f'):>10}",
-        f"{_fmt(pipe, '.2f'):>10}",
-        f"{_fmt(ratio, '.2f'):>7}",
-        f"{_fmt(floor, '.3f'):>8}",
-        f"{_fmt(times_floor, '.2f'):>7}",
-        f"{_fmt(rate, ',.0f'):>10}",
-        f"{_fmt(peak, ',.0f'):>7}",
+    case, label, *figures = row
+    cells = [f"{case:>{_WIDTHS[0]}}", f"{label:>{_WIDTHS[1]}}"]
+    cells += [
+        f"{_fmt(value, spec):>{width}}"
+        for value, spec, width in zip(figures, _FORMATS[2:], _WIDTHS[2:], strict=True)
     ]
     return "  ".join(cells)
 
@@ -236,11 +299,11 @@ def build_table(report, median: Callable) -> tuple[list[tuple], str]:
     for case, results in report.cases.items():
         if not results:
             continue
-        rows.extend(_case_rows(case, results, median, figures))
+        rows.extend(_case_rows(case, results, median, figures, report.users))
         notes.extend(_notes(report, case, results, median, figures))
         floors = [r.floor for r in results if r.floor is not None]
         if floors:
-            rows.extend(_floor_rows(floors[-1], figures))
+            rows.extend(_floor_rows(floors[-1], figures, report.users))
             notes.append(
                 f"floor: read = count(*), sum(amount) of D's {floors[-1].read.rows:,} completed orders "
                 f"(plan: {floors[-1].read_plan}); write = INSERT of D's {floors[-1].write.rows:,} ranked "
@@ -265,8 +328,9 @@ def build_table(report, median: Callable) -> tuple[list[tuple], str]:
         "aggregates; ratio = pipeline / baseline; x floor = pipeline / floor (read D's orders + write D's "
         "rankings once); history rows: 'baseline s' = the pipeline's nightly figure without the history, "
         "ratio = with / without",
-        "  ".join(f"{h:>{w}}" for h, w in zip(HEADER, (8, 27, 10, 10, 10, 7, 8, 7, 10, 7), strict=True)),
+        "  ".join(f"{h:>{w}}" for h, w in zip(HEADER, _WIDTHS, strict=True)),
     ]
     lines.extend(_format_row(row) for row in rows)
-    verdict_lines = ["verdicts (issue 12 targets):", *verdicts(figures, report.users)]
+    lines.extend(_scale_notes(report, figures))
+    verdict_lines = ["verdicts (issue 12 and 17 targets):", *verdicts(figures, report.users)]
     return rows, "\n".join([*lines, *notes, *verdict_lines])

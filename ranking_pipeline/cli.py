@@ -134,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.epilog = "Any further arguments are passed on to `dagster dev` (e.g. -p 3001)."
 
+    _add_bench_parser(commands)
+    return parser
+
+
+def _add_bench_parser(commands) -> None:
     bench = commands.add_parser(
         "bench",
         help="time the batch against a plain-SQL baseline on a new, seeded database (docs/BENCHMARKS.md)",
@@ -141,6 +146,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--users", type=_positive_int, required=True, help="N users and N orders a day")
     bench.add_argument("--runs", type=_positive_int, default=1, help="repetitions; medians are printed")
     bench.add_argument("--keep", action="store_true", help="keep the benchmark database afterwards")
+    named = bench.add_mutually_exclusive_group()
+    named.add_argument(
+        "--keep-database",
+        metavar="NAME",
+        help="seed a new database NAME and keep it afterwards (users and orders only), for --reuse-database",
+    )
+    named.add_argument(
+        "--reuse-database",
+        metavar="NAME",
+        help="run on NAME, seeded by an earlier --keep-database run with the same --users (no seeding)",
+    )
+    bench.add_argument(
+        "--cases",
+        nargs="+",
+        choices=("nightly", "cold"),
+        default=["nightly", "cold"],
+        help="the timed cases to run (default: nightly cold)",
+    )
     bench.add_argument(
         "--history-dates",
         type=_non_negative_int,
@@ -148,7 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="then fill user_scores and rankings with K older business dates and time the nightly case "
         "again (default 0: skip; the docs use 400 at 100,000 users)",
     )
-    return parser
 
 
 class DevArgumentError(ValueError):
@@ -291,6 +313,9 @@ def _bench(args: argparse.Namespace) -> int:
         args.users,
         args.runs,
         keep=args.keep,
+        keep_database=args.keep_database,
+        reuse_database=args.reuse_database,
+        cases=tuple(dict.fromkeys(args.cases)),
         history_dates=args.history_dates,
         log=lambda line: print(line, flush=True),
     )
@@ -299,6 +324,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from ranking_pipeline.batch_runner import BatchRunFailed
+    from ranking_pipeline.bench import BenchDatabaseError
     from ranking_pipeline.instance import DagsterHomeError
     from ranking_pipeline.lib.contract import InputContractError
     from ranking_pipeline.lib.db import DatabaseConfigError, DatabaseUnreachableError
@@ -326,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         validate()  # every setting, before any command does anything (as the code location's load does)
         return handlers[args.command](args)
     except (
+        BenchDatabaseError,
         BusinessDateError,
         DagsterHomeError,
         DatabaseConfigError,
