@@ -55,7 +55,7 @@ from ranking_pipeline.lib import baseline
 from ranking_pipeline.lib.bulk_seed import seed_bulk
 from ranking_pipeline.lib.db import describe_url, dispose_engines, get_engine, normalize_url
 from ranking_pipeline.lib.partitions import RETENTION_DAYS_ENV, ensure_date_partition, partition_dates
-from ranking_pipeline.lib.seed import SEED_DAYS
+from ranking_pipeline.lib.seed import REFERENCE_DAYS
 
 BENCH_DATE = dt.date(2026, 11, 27)
 DATABASE_URL_ENV = "RANKING_DATABASE_URL"
@@ -529,11 +529,11 @@ def _existing_database(name: str, users: int) -> tuple[str, str]:
         seeded = None
     finally:
         engine.dispose()
-    if seeded is None or tuple(seeded) != (users, users * SEED_DAYS):
+    if seeded is None or tuple(seeded) != (users, users * REFERENCE_DAYS):
         found = "no users/orders tables" if seeded is None else f"{seeded[0]:,} users, {seeded[1]:,} orders"
         raise BenchDatabaseError(
             f"--reuse-database {name}: it holds {found}, not {users:,} users and "
-            f"{users * SEED_DAYS:,} orders; pass the --users it was seeded with, or seed a new one with "
+            f"{users * REFERENCE_DAYS:,} orders; pass the --users it was seeded with, or seed a new one with "
             "--keep-database"
         )
     return server.render_as_string(hide_password=False), url.render_as_string(hide_password=False)

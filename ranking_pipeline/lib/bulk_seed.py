@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ranking_pipeline.lib.business_date import jst_midnight
-from ranking_pipeline.lib.seed import SEED_DAYS, SeedSummary
+from ranking_pipeline.lib.seed import REFERENCE_DAYS, SeedSummary
 
 CHUNK_ROWS = 250_000  # rows drawn and sent at once: the bench process's memory while seeding
 INDEX_BUILD_MEMORY = "1GB"  # maintenance_work_mem of the session that builds the keys and the index
@@ -168,7 +168,7 @@ def _order_tuples(
 def _load_orders(cursor, rng, weights: np.ndarray, first_day: dt.date, log: Callable[[str], None]) -> None:
     users = len(weights)
     cumulative = np.cumsum(weights, out=weights)  # in place: one array of N floats, not two
-    for offset in range(SEED_DAYS):
+    for offset in range(REFERENCE_DAYS):
         day = first_day + dt.timedelta(days=offset)
         midnight = _micros(jst_midnight(day))
         for first in range(0, users, CHUNK_ROWS):
@@ -178,7 +178,7 @@ def _load_orders(cursor, rng, weights: np.ndarray, first_day: dt.date, log: Call
                 cursor, "orders", _order_tuples(rng, cumulative, users, order_id, rows, midnight), freeze=True
             )
         if users >= 1_000_000:
-            log(f"    seeded {day} ({offset + 1} of {SEED_DAYS} days)")
+            log(f"    seeded {day} ({offset + 1} of {REFERENCE_DAYS} days)")
 
 
 def _load_and_finish(
@@ -224,11 +224,11 @@ def seed_bulk(
         )
     rng = np.random.default_rng(random_seed)
     weights = rng.lognormal(mean=0.0, sigma=1.0, size=users)
-    first_day = end_date - dt.timedelta(days=SEED_DAYS - 1)
+    first_day = end_date - dt.timedelta(days=REFERENCE_DAYS - 1)
     raw = engine.raw_connection()
     try:  # each step commits; closing drops what an interrupted step left uncommitted
         with raw.cursor() as cursor:
             _load_and_finish(cursor, rng, weights, first_day, log)
     finally:
         raw.close()
-    return SeedSummary(users=users, orders=users * SEED_DAYS, first_day=first_day, last_day=end_date)
+    return SeedSummary(users=users, orders=users * REFERENCE_DAYS, first_day=first_day, last_day=end_date)
