@@ -79,7 +79,7 @@ def test_the_batch_runs_with_dagsters_storage_on_postgresql(production_home, eng
     home, storage_url = production_home
     seed(engine, 500, end_date=D)
 
-    # The pool limit, set explicitly as the README says, is kept in PostgreSQL.
+    # The pool limit, set explicitly as docs/DEPLOYMENT.md says, is kept in PostgreSQL.
     limit = subprocess.run(
         [
             str(Path(sys.executable).with_name("dagster")),

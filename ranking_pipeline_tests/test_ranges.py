@@ -1,8 +1,8 @@
 """User-ID ranges that follow the user base: balanced cuts, stored once, re-cut by an operator.
 
 The balance tests seed the sample generator's shape (IDs 1 ... N) and read each range's scored rows of a date
-from the asset's own per-partition metadata, as the UI shows them; the re-cut test runs the README's
-procedure with the command line and reads the partition status back through Dagster's GraphQL API.
+from the asset's own per-partition metadata, as the UI shows them; the re-cut test runs the procedure of
+docs/OPERATIONS.md with the command line and reads the partition status back through Dagster's GraphQL API.
 """
 
 from __future__ import annotations

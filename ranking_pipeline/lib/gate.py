@@ -67,7 +67,7 @@ def gate_decision(
         return GateDecision(
             False,
             f"gave up on BATCH-001 for {business_date} at {give_up_at:%H:%M} JST: {waiting}. "
-            "Run it by hand once BATCH-000 is done (README: re-running by hand); the missed-ranking alert "
+            'Run it by hand once BATCH-000 is done (README: "Re-running a date"); the missed-ranking alert '
             "says so to on-call",
             gave_up=True,
         )

@@ -91,8 +91,8 @@ OUR_CODE = (
 )
 # The ERRORs the project logs by design in these journeys: the sample data ends on a fixed date, so the
 # rankings of D = yesterday (JST) are never committed, and from 09:00 JST the missed-ranking alert says so,
-# once per date (README: "A night that does not happen is an alert"); and the scoring of OLD_DATE, whose
-# window reaches before the seeded orders, fails (its traceback) until its missing days are aggregated.
+# once per date (docs/DESIGN.md: "A night that does not happen is an alert"); and the scoring of OLD_DATE,
+# whose window reaches before the seeded orders, fails (its traceback) until its missing days are aggregated.
 ALLOWED_ERRORS = (
     re.compile(
         r" - alert_on_missed_ranking - Critical: no rankings for business date \d{4}-\d{2}-\d{2} by "
