@@ -15,11 +15,12 @@ from zoneinfo import ZoneInfo
 from ranking_pipeline.constants import (
     BUSINESS_DATE_TAG,
 )
+from ranking_pipeline.lib import settings
 
 JST = ZoneInfo("Asia/Tokyo")
 WINDOW_DAYS = 30
 FIRST_BUSINESS_DATE_ENV = "RANKING_FIRST_BUSINESS_DATE"
-DEFAULT_FIRST_BUSINESS_DATE = dt.date(2020, 1, 1)
+DEFAULT_FIRST_BUSINESS_DATE = dt.date.fromisoformat(settings.default(FIRST_BUSINESS_DATE_ENV))
 PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 PARTITION_TAG = "dagster/partition"

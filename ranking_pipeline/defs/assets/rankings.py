@@ -269,7 +269,8 @@ def rankings_check_evaluations(
                 "RANK() (1, 2, 2, 4). One partition per business date, in Dagster and in PostgreSQL: D's new "
                 "rows are built in a table of their own and swapped in for D's partition in one transaction "
                 "(readers see the old ranking until the new one commits; other dates are never touched). "
-                "The new rows are verified inside the transaction (ranks, one row per user, positive scores) "
+                "The new rows are verified inside the transaction (ranks, positive scores; the primary key "
+                "keeps one row per user) "
                 "and the batch lock is checked before they replace the old ones; the checks then report on "
                 "the committed rows of D. Every writer of this table shares the `rankings_writers` pool "
                 "(limit 1). Refuses to run (at once, no retries) while a user-ID range of `user_scores` for "
@@ -328,9 +329,9 @@ def rankings_check_evaluations(
             asset=RANKINGS_KEY,
             blocking=True,
             partitions_def=business_date_partitions,
-            description="Ranks of D start at 1 and follow RANK() over score; one row per user; every score "
-            "positive. ERROR and blocking: nothing downstream runs on rankings that break these. "
-            + CHECK_DATES_HOW,
+            description="Ranks of D start at 1 and follow RANK() over score; every score positive (one row "
+            "per user is kept by the primary key (ranking_date, user_id), not re-counted here). ERROR and "
+            "blocking: nothing downstream runs on rankings that break these. " + CHECK_DATES_HOW,
         ),
         dg.AssetCheckSpec(
             RANKINGS_ROW_COUNT_ANOMALY_CHECK,
