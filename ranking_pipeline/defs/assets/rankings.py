@@ -28,7 +28,7 @@ from ranking_pipeline.defs.assets.daily_order_aggregates import daily_order_aggr
 from ranking_pipeline.defs.assets.user_scores import user_scores
 from ranking_pipeline.defs.partitions import DATE_DIMENSION, business_date_partitions
 from ranking_pipeline.defs.resources import BatchLockResource, RankingCache, RankingDatabase
-from ranking_pipeline.lib.business_date import JST, WINDOW_DAYS, check_business_date, window_days
+from ranking_pipeline.lib.business_date import JST, WINDOW_DAYS, window_days
 from ranking_pipeline.lib.checks import (
     DEFAULT_ANOMALY_THRESHOLD,
     IntegrityReport,
@@ -357,9 +357,7 @@ def rankings(
     if not (context.has_partition_key or context.has_partition_key_range):  # e.g. *Execute all* on Checks
         raise dg.Failure(description=NO_DATE, allow_retries=False)
     with failures_classified():
-        dates = run_business_dates(context)
-        for business_date in dates:
-            check_business_date(business_date, source=f"partition {business_date}")
+        dates = [business_date.day for business_date in run_business_dates(context)]
         engine = database.ready_engine()
         threshold, checks = config.row_count_anomaly_threshold, context.selected_asset_check_keys
         if RANKINGS_KEY in context.selected_asset_keys:
