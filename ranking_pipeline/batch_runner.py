@@ -23,17 +23,16 @@ from ranking_pipeline.constants import (
     LAUNCHED_BY_TAG,
     RANKED_IN_PROCESS_TAG,
 )
-from ranking_pipeline.defs.batch_requests import rankings_after, scoring_tags
+from ranking_pipeline.defs.batch_requests import rankings_after
 from ranking_pipeline.lib.business_date import (
     PARTITION_TAG,
+    BusinessDate,
     aggregation_partition_tags,
-    check_business_date,
     contiguous_spans,
     days_between,
     first_aggregation_day,
     last_complete_day,
     missing_aggregate_days,
-    window_days,
 )
 from ranking_pipeline.lib.contract import order_defects, raise_if_defects, user_defects
 from ranking_pipeline.lib.queries import RankedUser, count_rows, read_rankings
@@ -92,7 +91,7 @@ def aggregate_seeded_days(
 def run_batch_runs(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
-    business_date: dt.date,
+    business_date: BusinessDate,
     *,
     quiet: bool = True,
     force: bool = False,
@@ -100,7 +99,7 @@ def run_batch_runs(
 ) -> list[str]:
     """The two runs of a batch for D: the scoring run, then, if it succeeded, the ranking run (which takes
     over the lock the scoring run handed over). Raises BatchRunFailed naming the run that failed."""
-    tags = {**scoring_tags(business_date), RANKED_IN_PROCESS_TAG: "true"}
+    tags = {**business_date.scoring_tags(), RANKED_IN_PROCESS_TAG: "true"}
     if launched_by:
         tags[LAUNCHED_BY_TAG] = launched_by
     if force:
@@ -124,29 +123,28 @@ def database_of(defs: dg.Definitions):
 def run_batch(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
-    business_date: dt.date,
+    business_date: BusinessDate,
     *,
     quiet: bool = True,
     force: bool = False,
 ) -> BatchSummary:
+    """The batch for D (validated when it was built), after aggregating what W(D) lacks (all of it: force)."""
     started = time.monotonic()
-    check_business_date(business_date, source="business date")
+    day = business_date.day
     engine = database_of(defs).ready_engine(patience=0)  # a person is waiting: say so at once
     with engine.connect() as connection:
-        missing = [] if force else missing_aggregate_days(connection, business_date)
+        missing = [] if force else missing_aggregate_days(connection, day)
         # the data contract, before any run starts: one line and exit 2 instead of a failed run
         raise_if_defects(user_defects(connection), "users")
-        for first, last in contiguous_spans(window_days(business_date) if force else missing):
+        for first, last in contiguous_spans(business_date.window if force else missing):
             raise_if_defects(order_defects(connection, first, last), f"the orders of {first} .. {last}")
-    summary = BatchSummary(
-        business_date=business_date, aggregated_days=window_days(business_date) if force else missing
-    )
+    summary = BatchSummary(business_date=day, aggregated_days=business_date.window if force else missing)
     for first, last in contiguous_spans(missing):
         summary.run_ids.append(aggregate_days(defs, instance, first, last, quiet=quiet))
     summary.run_ids += run_batch_runs(defs, instance, business_date, quiet=quiet, force=force)
     with engine.connect() as connection:
-        summary.scored_users = count_rows(connection, user_scores, "score_date", business_date)
-        summary.ranked_users = count_rows(connection, rankings, "ranking_date", business_date)
-        summary.top = read_rankings(connection, business_date, limit=10)
+        summary.scored_users = count_rows(connection, user_scores, "score_date", day)
+        summary.ranked_users = count_rows(connection, rankings, "ranking_date", day)
+        summary.top = read_rankings(connection, day, limit=10)
     summary.seconds = time.monotonic() - started
     return summary

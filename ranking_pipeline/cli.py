@@ -14,8 +14,8 @@ import sys
 
 from ranking_pipeline.lib.business_date import (
     WINDOW_DAYS,
+    BusinessDate,
     BusinessDateError,
-    check_business_date,
     last_complete_day,
     parse_date,
 )
@@ -67,10 +67,8 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"ranking-pipeline: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="ranking-pipeline", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
-
+def _add_batch_commands(commands) -> None:
+    """``seed`` and ``run``."""
     seed = commands.add_parser(
         "seed",
         help="replace users and orders with a deterministic synthetic data set, aggregated by BATCH-000",
@@ -99,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute from orders: re-aggregate every day of W(D) and score every user-ID range again",
     )
 
+
+def _add_admin_commands(commands) -> None:
+    """``lock`` and ``ranges``."""
     lock = commands.add_parser("lock", help="show or release the batch locks (batch:lock:BATCH-000/001)")
     lock_commands = lock.add_subparsers(dest="lock_command", required=True, parser_class=_OneLineParser)
     lock_commands.add_parser(
@@ -126,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="first business date scored under the new cut (YYYY-MM-DD; no date on or after it scored yet)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="ranking-pipeline", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+
+    _add_batch_commands(commands)
+    _add_admin_commands(commands)
 
     dev = commands.add_parser(
         "dev",
@@ -250,7 +259,7 @@ def _run(args: argparse.Namespace) -> int:
     from ranking_pipeline.definitions import defs
     from ranking_pipeline.instance import project_instance
 
-    business_date = check_business_date(args.date or last_complete_day(), source="--date")
+    business_date = BusinessDate.from_command_line(args.date)
     _database()
     _redis_answers()
     definitions = defs()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dagster as dg
 
 from ranking_pipeline.constants import BUSINESS_DATE_TAG
+from ranking_pipeline.lib.business_date import parse_date, run_key
 
 UPSTREAM_RUN_TAG = "ranking/upstream_run_id"
 RANKINGS = dg.AssetKey("rankings")
@@ -55,7 +56,7 @@ def start_on_rankings_committed(
             partition = record.asset_materialization.partition
             if run is not None and run.status == dg.DagsterRunStatus.SUCCESS and partition:
                 requests[partition] = dg.RunRequest(
-                    run_key=f"{downstream_job.name}:{partition}",
+                    run_key=run_key(parse_date(partition, source="partition"), downstream_job.name),
                     tags={BUSINESS_DATE_TAG: partition, UPSTREAM_RUN_TAG: record.run_id},
                 )
             after = record.storage_id

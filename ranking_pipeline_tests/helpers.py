@@ -20,7 +20,7 @@ from ranking_pipeline.batch_runner import BatchSummary, run_batch
 from ranking_pipeline.constants import BATCH_001_RANKINGS_JOB, BATCH_001_SCORES_JOB
 from ranking_pipeline.definitions import defs
 from ranking_pipeline.defs.resources import BatchLockResource, RankingCache, RankingDatabase, RankingRedis
-from ranking_pipeline.lib.business_date import JST
+from ranking_pipeline.lib.business_date import JST, BusinessDate
 from ranking_pipeline.lib.cache import DEFAULT_CACHE_KEY_PATTERN
 from ranking_pipeline.lib.seed import create_input_tables
 from ranking_pipeline.local_runs import DEFINITIONS_MODULE, LOCATION_NAME, REPOSITORY_NAME
@@ -82,7 +82,7 @@ def run_date(
     definitions: dg.Definitions, instance: dg.DagsterInstance, business_date: dt.date, *, force: bool = False
 ) -> BatchSummary:
     """What `ranking-pipeline run --date D` does: missing aggregates, then the batch's two runs."""
-    return run_batch(definitions, instance, business_date, force=force)
+    return run_batch(definitions, instance, BusinessDate.of(business_date), force=force)
 
 
 def batch_runs(instance: dg.DagsterInstance, job_name: str = BATCH_001_SCORES_JOB) -> list[dg.DagsterRun]:

@@ -18,13 +18,14 @@ from pathlib import Path
 
 from ranking_pipeline.batch_runner import BatchRunFailed, run_batch_runs
 from ranking_pipeline.constants import BATCH_001_RANKINGS_JOB, BATCH_001_SCORES_JOB
-from ranking_pipeline.defs.batch_requests import rankings_after, scoring_tags
+from ranking_pipeline.defs.batch_requests import rankings_after
+from ranking_pipeline.lib.business_date import BusinessDate
 from ranking_pipeline.local_runs import execute_job
 from ranking_pipeline_tests.helpers import project_defs
 
 
 def launched(definitions, instance, day: dt.date) -> dict:
-    scoring = execute_job(definitions, BATCH_001_SCORES_JOB, instance, scoring_tags(day))
+    scoring = execute_job(definitions, BATCH_001_SCORES_JOB, instance, BusinessDate.of(day).scoring_tags())
     if scoring.failure:
         return {"error": scoring.failure}
     [follow] = rankings_after(instance, instance.get_run_by_id(scoring.run_id))
@@ -39,7 +40,7 @@ def launched(definitions, instance, day: dt.date) -> dict:
 
 def cli(definitions, instance, day: dt.date) -> dict:
     try:
-        return {"runs": run_batch_runs(definitions, instance, day)}
+        return {"runs": run_batch_runs(definitions, instance, BusinessDate.of(day))}
     except BatchRunFailed as error:
         return {"error": str(error)}
 

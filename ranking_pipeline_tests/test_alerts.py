@@ -25,7 +25,7 @@ from ranking_pipeline.defs.alerts.failure import alert_on_run_failure
 from ranking_pipeline.defs.alerts.long_run import warn_on_long_batch_run
 from ranking_pipeline.defs.alerts.success import notify_on_batch_success
 from ranking_pipeline.defs.notification_resources import BatchSlackResource, DagsterUi
-from ranking_pipeline.lib.business_date import scores_partition_tags
+from ranking_pipeline.lib.business_date import BusinessDate, scores_partition_tags
 from ranking_pipeline.lib.ranges import USER_ID_RANGES
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.fakes import (
@@ -67,7 +67,8 @@ def test_a_failed_batch_posts_one_critical_message_and_sends_mail(
     cursor = sensor_tick(alert_on_run_failure, instance, definitions, None, **channels).cursor
 
     with pytest.raises(BatchRunFailed):
-        run_batch_runs(definitions, instance, D)  # the scoring run fails: no ranking run follows
+        # the scoring run fails: no ranking run follows
+        run_batch_runs(definitions, instance, BusinessDate.of(D))
     for _ in range(3):  # a replayed cursor does not alert twice either
         sensor_tick(alert_on_run_failure, instance, definitions, cursor, **channels)
 
@@ -187,7 +188,7 @@ def test_a_slack_outage_is_logged_and_mail_still_carries_the_error(
         channels = {"slack": slack_resource(down), "mail": mail_resource(smtp)}
         cursor = sensor_tick(alert_on_run_failure, instance, definitions, None, **channels).cursor
         with pytest.raises(BatchRunFailed):
-            run_batch_runs(definitions, instance, D)
+            run_batch_runs(definitions, instance, BusinessDate.of(D))
         with caplog.at_level(logging.ERROR, logger="ranking_pipeline.alerts"):
             sensor_tick(alert_on_run_failure, instance, definitions, cursor, **channels)  # does not raise
 
@@ -220,7 +221,7 @@ def test_an_smtp_server_refusing_mail_is_logged_and_slack_still_alerts(
         channels = {"slack": slack_resource(slack), "mail": mail_resource(refusing)}
         cursor = sensor_tick(alert_on_run_failure, instance, definitions, None, **channels).cursor
         with pytest.raises(BatchRunFailed):
-            run_batch_runs(definitions, instance, D)
+            run_batch_runs(definitions, instance, BusinessDate.of(D))
         with caplog.at_level(logging.ERROR, logger="ranking_pipeline.alerts"):
             sensor_tick(alert_on_run_failure, instance, definitions, cursor, **channels)
 

@@ -18,7 +18,7 @@ from ranking_pipeline.constants import (
     USERS_CONTRACT_CHECK,
 )
 from ranking_pipeline.definitions import defs
-from ranking_pipeline.defs.batch_requests import scoring_tags
+from ranking_pipeline.lib.business_date import BusinessDate
 from ranking_pipeline.lib.ranges import USER_ID_RANGES
 from ranking_pipeline_tests.conftest import PROJECT_ROOT
 
@@ -125,7 +125,7 @@ def test_dagster_knows_what_each_partition_stands_on():
 
 def test_the_scoring_run_of_d_targets_every_range_of_d():
     definitions = defs()
-    tags = scoring_tags(D)
+    tags = BusinessDate.of(D).scoring_tags()
     scores_def = definitions.get_assets_def("user_scores").partitions_def
 
     key_range = dg.PartitionKeyRange(

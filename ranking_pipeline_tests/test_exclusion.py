@@ -23,7 +23,8 @@ from ranking_pipeline.constants import (
     RANKINGS_WRITER_POOL_LIMIT,
     RANKINGS_WRITER_TAG,
 )
-from ranking_pipeline.defs.batch_requests import rankings_after, scoring_tags
+from ranking_pipeline.defs.batch_requests import rankings_after
+from ranking_pipeline.lib.business_date import BusinessDate
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.conftest import PROJECT_ROOT
 from ranking_pipeline_tests.helpers import rankings_rows, run_date, wait_until
@@ -83,7 +84,9 @@ def wait_until_finished(instance, run_id: str, timeout: float = 180) -> Status:
 
 
 def test_batch_003_never_overlaps_the_scoring_or_the_ranking_of_a_batch(workspace, instance, engine):
-    scoring = submit(workspace, BATCH_001_SCORES_JOB, {**scoring_tags(D), FORCE_RECOMPUTE_TAG: "true"})
+    scoring = submit(
+        workspace, BATCH_001_SCORES_JOB, {**BusinessDate.of(D).scoring_tags(), FORCE_RECOMPUTE_TAG: "true"}
+    )
     batch_003 = submit(workspace, "batch_003_job", {})
 
     dequeue(workspace)

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from ranking_pipeline.lib import settings
 from ranking_pipeline.lib.business_date import (
+    BusinessDate,
     BusinessDateError,
     check_aggregation_days,
     check_business_date,
@@ -81,6 +82,34 @@ def test_dates_outside_the_span_are_refused_naming_the_span_and_its_setting(day,
     assert "\n" not in message
     assert check_business_date(dt.date(2020, 1, 1), now=NOW) == dt.date(2020, 1, 1)
     assert check_business_date(dt.date(2026, 11, 27), now=NOW) == dt.date(2026, 11, 27)
+
+
+def test_a_business_date_is_validated_where_it_enters_and_carries_its_batch(monkeypatch):
+    monkeypatch.delenv("RANKING_FIRST_BUSINESS_DATE", raising=False)
+    day = dt.date(2026, 11, 27)
+    yesterday = BusinessDate.of(day, now=NOW)
+    assert BusinessDate.from_command_line(None, now=NOW) == BusinessDate.from_tick(NOW) == yesterday
+    assert BusinessDate.from_partition_key("2026-11-27|range_3_of_8", now=NOW).day == day
+    with pytest.raises(BusinessDateError, match="--date 2026-11-28 is not a business date"):
+        BusinessDate.from_command_line(dt.date(2026, 11, 28), now=NOW)
+    with pytest.raises(BusinessDateError, match="partition 2019-12-31 is not a business date"):
+        BusinessDate.from_partition_key("2019-12-31", now=NOW)
+    with pytest.raises(BusinessDateError, match="invalid partition key"):
+        BusinessDate.from_partition_key("2026-13-01|range_1_of_8", now=NOW)
+
+    batch = BusinessDate.of(day, now=NOW)
+    assert str(batch) == batch.partition_key == "2026-11-27"
+    assert (batch.window[0], batch.window[-1], len(batch.window)) == (dt.date(2026, 10, 29), day, 30)
+    keys = batch.score_partition_keys()
+    assert keys[0] == "2026-11-27|range_1_of_8" and len(keys) == len(USER_ID_RANGES)
+    assert batch.scoring_tags() == {
+        "ranking/business_date": "2026-11-27",
+        "dagster/asset_partition_range_start": keys[0],
+        "dagster/asset_partition_range_end": keys[-1],
+    }
+    assert batch.run_key("batch_001_scores_job") == "batch_001_scores_job:2026-11-27"
+    with pytest.raises(AttributeError):
+        batch.day = dt.date(2026, 11, 26)  # a value: frozen
 
 
 def test_the_first_business_date_is_a_setting(monkeypatch):

@@ -28,8 +28,9 @@ from ranking_pipeline.constants import (
     SCORED_BY_TAG,
 )
 from ranking_pipeline.defs.alerts.missed_ranking import alert_on_missed_ranking
-from ranking_pipeline.defs.batch_requests import rankings_after, scoring_tags
+from ranking_pipeline.defs.batch_requests import rankings_after
 from ranking_pipeline.defs.resources import BatchGate, Clock
+from ranking_pipeline.lib.business_date import BusinessDate
 from ranking_pipeline.lib.lock import PostgresBatchLock, lock_key
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline.local_runs import execute_job
@@ -92,9 +93,9 @@ def test_the_ranking_run_follows_a_successful_scoring_and_a_failed_scoring_start
     seed(engine, 300, end_date=D, random_seed=5)
     aggregate_days(definitions, instance, D - dt.timedelta(days=29), D)
 
-    scored = execute_job(definitions, BATCH_001_SCORES_JOB, instance, scoring_tags(D))
+    scored = execute_job(definitions, BATCH_001_SCORES_JOB, instance, BusinessDate.of(D).scoring_tags())
     failed = execute_job(  # D+1's window lacks its last day: this scoring fails
-        definitions, BATCH_001_SCORES_JOB, instance, scoring_tags(D + dt.timedelta(days=1))
+        definitions, BATCH_001_SCORES_JOB, instance, BusinessDate.of(D + dt.timedelta(days=1)).scoring_tags()
     )
     assert scored.failure is None and failed.failure is not None
     assert instance.get_runs(dg.RunsFilter(job_name=BATCH_001_RANKINGS_JOB)) == []
@@ -271,7 +272,7 @@ def test_a_failed_batch_not_re_run_pages_naming_its_run_and_step(
     seed(engine, 200, end_date=D, random_seed=9)
     aggregate_days(definitions, instance, D - dt.timedelta(days=29), D)
     with PostgresBatchLock(engine, lock_key("BATCH-001")).held("another-deployment"):  # the run fails on it
-        failed = execute_job(definitions, BATCH_001_SCORES_JOB, instance, scoring_tags(D))
+        failed = execute_job(definitions, BATCH_001_SCORES_JOB, instance, BusinessDate.of(D).scoring_tags())
     assert failed.failure is not None
 
     _deadline_tick(instance, definitions, at(9, 5), None, resources)

@@ -36,6 +36,7 @@ from dagster._daemon.sensor import execute_sensor_iteration
 from ranking_pipeline.batch_runner import BatchRunFailed, run_batch
 from ranking_pipeline.definitions import defs
 from ranking_pipeline.lib import db, errors
+from ranking_pipeline.lib.business_date import BusinessDate
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests import test_one_line_errors
 from ranking_pipeline_tests.conftest import PROJECT_ROOT, create_database, drop_database
@@ -327,10 +328,11 @@ def test_a_database_lost_in_the_middle_of_scoring_leaves_no_secret_anywhere(
         ):
             daemon = Daemon(workspace)
             daemon.tick()
-            run_batch(definitions, instance, D - dt.timedelta(days=1))  # the window, and a first ranking
+            # the window, and a first ranking
+            run_batch(definitions, instance, BusinessDate.of(D - dt.timedelta(days=1)))
             watcher = _cut_when(_scoring_insert_waits(engine), proxy)
             with pytest.raises(BatchRunFailed) as failed:
-                run_batch(definitions, instance, D)
+                run_batch(definitions, instance, BusinessDate.of(D))
             watcher.join()
             proxy.restore()
             daemon.tick()
@@ -374,7 +376,7 @@ def test_redis_refusing_the_login_and_every_alert_channel_failing_leave_no_secre
             daemon = Daemon(workspace)
             daemon.tick()
             with pytest.raises(BatchRunFailed) as failed:
-                run_batch(definitions, instance, D)
+                run_batch(definitions, instance, BusinessDate.of(D))
             daemon.tick()
             daemon.tick()
             shown = everything_shown(

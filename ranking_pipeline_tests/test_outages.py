@@ -24,6 +24,7 @@ from ranking_pipeline.defs.alerts.failure import alert_on_run_failure
 from ranking_pipeline.defs.alerts.success import notify_on_batch_success
 from ranking_pipeline.downstream import start_on_rankings_committed
 from ranking_pipeline.lib import errors
+from ranking_pipeline.lib.business_date import BusinessDate
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.conftest import REDIS_URL
 from ranking_pipeline_tests.fakes import TcpProxy, fake_slack, slack_messages, slack_resource, tcp_proxy
@@ -212,7 +213,7 @@ def test_a_database_outage_during_scoring_ends_in_a_successful_batch(
     definitions = project_defs(_through(postgres_proxy, database_url))  # the lock lives in the database too
     cursors = _cursors(instance, definitions)
     with outage_when(_scoring_insert_waits(window_ready), postgres_proxy) as happened:
-        run_batch_runs(definitions, instance, D, force=True)
+        run_batch_runs(definitions, instance, BusinessDate.of(D), force=True)
     assert happened.is_set()
 
     _assert_batch_succeeded_once(window_ready, instance, definitions)
@@ -238,7 +239,7 @@ def test_a_database_outage_right_after_the_rankings_commit_ends_in_a_successful_
     with outage_when(
         _ranking_committed(window_ready, forced_runs), postgres_proxy, hold_the_release
     ) as happened:
-        run_batch_runs(definitions, instance, D, force=True)
+        run_batch_runs(definitions, instance, BusinessDate.of(D), force=True)
     holder.close()
     assert happened.is_set()
 
@@ -254,7 +255,7 @@ def test_a_redis_outage_during_scoring_ends_in_a_successful_batch(
     definitions = project_defs(database_url, redis_url=_redis_through(redis_proxy))  # lock and cache in Redis
     client = redis.Redis.from_url(REDIS_URL)
     with outage_when(_scoring_insert_waits(window_ready), redis_proxy) as happened:
-        run_batch_runs(definitions, instance, D, force=True)
+        run_batch_runs(definitions, instance, BusinessDate.of(D), force=True)
     assert happened.is_set()
 
     _assert_batch_succeeded_once(window_ready, instance, definitions, client)
@@ -275,7 +276,7 @@ def test_a_redis_outage_right_after_the_rankings_commit_ends_in_a_successful_bat
     cursors = _cursors(instance, definitions)
     forced_runs = lambda: {r.run_id for r in batch_runs(instance, BATCH_001_RANKINGS_JOB)}  # noqa: E731
     with outage_when(_ranking_committed(window_ready, forced_runs), redis_proxy) as happened:
-        run_batch_runs(definitions, instance, D, force=True)
+        run_batch_runs(definitions, instance, BusinessDate.of(D), force=True)
     assert happened.is_set()
 
     _assert_batch_succeeded_once(window_ready, instance, definitions, client)
@@ -295,7 +296,7 @@ def test_a_database_that_stays_down_ends_in_one_clear_failure_naming_it(
 
     started = time.monotonic()
     with pytest.raises(BatchRunFailed) as failed:
-        run_batch_runs(definitions, instance, D, force=True)
+        run_batch_runs(definitions, instance, BusinessDate.of(D), force=True)
 
     assert time.monotonic() - started < 60
     message = str(failed.value)

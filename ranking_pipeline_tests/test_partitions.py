@@ -19,7 +19,7 @@ from dagster_graphql.test.utils import execute_dagster_graphql
 
 from ranking_pipeline.batch_runner import BatchRunFailed, aggregate_seeded_days, run_batch_runs
 from ranking_pipeline.constants import BATCH_001_RANKINGS_JOB, BATCH_001_SCORES_JOB, BUSINESS_DATE_TAG
-from ranking_pipeline.lib.business_date import PARTITION_TAG, scores_partition_tags
+from ranking_pipeline.lib.business_date import PARTITION_TAG, BusinessDate, scores_partition_tags
 from ranking_pipeline.lib.ranges import USER_ID_RANGES, cut_in_force
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline.local_runs import execute_job
@@ -54,7 +54,8 @@ def test_a_failed_scoring_marks_its_own_date_only_and_leaves_its_ranking_missing
     previous = D - dt.timedelta(days=1)
 
     with pytest.raises(BatchRunFailed, match="IncompleteWindowError") as failed:
-        run_batch_runs(definitions, instance, previous)  # W(D-1) needs D-30: the scoring run fails
+        # W(D-1) needs D-30: the scoring run fails
+        run_batch_runs(definitions, instance, BusinessDate.of(previous))
     # the one line says what to launch, as the launch dialog takes it
     said = str(failed.value)
     assert "open the asset daily_order_aggregates, Materialize… (Show all partitions, if they" in said
@@ -253,5 +254,5 @@ def test_seeded_days_all_aggregated_let_an_earlier_date_be_scored_and_a_half_sco
     assert f"enter {previous} as the date, pick those ranges in the user-ID range picker" in ranking.failure
     assert rankings_rows(engine, previous) == []
 
-    run_batch_runs(definitions, instance, previous)  # scores the other ranges, then ranks
+    run_batch_runs(definitions, instance, BusinessDate.of(previous))  # scores the other ranges, then ranks
     assert len(rankings_rows(engine, previous)) > 500

@@ -23,6 +23,7 @@ from ranking_pipeline.constants import (
     RANKINGS_WRITER_POOL,
     RANKINGS_WRITER_POOL_LIMIT,
 )
+from ranking_pipeline.lib.business_date import BusinessDate
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline_tests.conftest import PROJECT_ROOT, create_database, drop_database
 
@@ -99,7 +100,7 @@ def test_the_batch_runs_with_dagsters_storage_on_postgresql(production_home, eng
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-        summary = run_batch(definitions, instance, D)
+        summary = run_batch(definitions, instance, BusinessDate.of(D))
     assert summary.ranked_users > 0
 
     # A new process (the webserver, the daemon) sees the same runs, events and pool limit.

@@ -23,30 +23,20 @@ from ranking_pipeline.defs.resources import BatchGate, RankingDatabase
 from ranking_pipeline.lib.business_date import (
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
+    BusinessDate,
+    BusinessDateError,
     contiguous_spans,
     dates_of_run_tags,
     days_between,
-    last_complete_day,
     missing_aggregate_days,
     ranked_from_current_aggregates,
-    run_key,
-    scores_partition_tags,
 )
 from ranking_pipeline.lib.db import explain_database_error
 from ranking_pipeline.lib.gate import gate_decision
-from ranking_pipeline.lib.ranges import USER_ID_RANGES
 
 PRIORITY_TAG = "dagster/priority"  # the run queue starts higher values first
 USER_SCORES = dg.AssetKey("user_scores")
 RANKINGS = dg.AssetKey("rankings")
-
-
-def scoring_tags(business_date: dt.date) -> dict[str, str]:
-    """Tags of the scoring run of D: the date and every user-ID range of it."""
-    return {
-        BUSINESS_DATE_TAG: business_date.isoformat(),
-        **scores_partition_tags(business_date, [r.key for r in USER_ID_RANGES]),
-    }
 
 
 def nightly_start(
@@ -60,7 +50,11 @@ def nightly_start(
 ) -> dg.RunRequest | dg.SkipReason:
     """The scoring run of D = yesterday (JST) when every day of W(D) is aggregated and automation has not
     started D yet (nor is D ranked from the same aggregates); else why not, naming the missing days."""
-    business_date = last_complete_day(now)
+    try:
+        batch_date = BusinessDate.from_tick(now)
+    except BusinessDateError as error:  # yesterday is before the first business date: nothing to rank yet
+        return dg.SkipReason(str(error))
+    business_date = batch_date.day
     try:
         with database.engine().connect() as connection:
             missing = missing_aggregate_days(connection, business_date)
@@ -83,9 +77,9 @@ def nightly_start(
     if not decision.launch:
         return dg.SkipReason(decision.reason)
     return dg.RunRequest(
-        run_key=run_key(business_date, BATCH_001_SCORES_JOB),
+        run_key=batch_date.run_key(BATCH_001_SCORES_JOB),
         job_name=BATCH_001_SCORES_JOB,
-        tags={**scoring_tags(business_date), LAUNCHED_BY_TAG: launched_by},
+        tags={**batch_date.scoring_tags(), LAUNCHED_BY_TAG: launched_by},
     )
 
 

@@ -37,7 +37,6 @@ batch_000_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
-# In-process executor: one process per run; the scoring step runs its ranges in parallel database sessions.
 batch_001_scores_job = dg.define_asset_job(
     BATCH_001_SCORES_JOB,
     selection=dg.AssetSelection.assets("user_scores"),
@@ -47,6 +46,7 @@ batch_001_scores_job = dg.define_asset_job(
         "ranking/force_recompute=true recomputes them)."
     ),
     tags=_BATCH_001_TAGS,
+    # one process per run: the scoring step runs its ranges in parallel database sessions (user_scores.py)
     executor_def=dg.in_process_executor,
 )
 

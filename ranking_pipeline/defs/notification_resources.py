@@ -18,12 +18,6 @@ from ranking_pipeline.lib import settings
 from ranking_pipeline.lib.notify.senders import post_pagerduty_event, send_mail
 from ranking_pipeline.lib.redact import public_url
 
-DEFAULT_SLACK_API_URL = "https://slack.com/api/"
-DEFAULT_SLACK_CHANNEL = "#batch-logs"
-DEFAULT_PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
-DEFAULT_MAIL_FROM = "ranking-pipeline@localhost"
-DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"
-
 
 class NotConfiguredError(RuntimeError):
     """A notification channel lacks a required setting."""
@@ -36,9 +30,13 @@ class BatchSlackResource(SlackResource):
         default=None, description="SLACK_BOT_TOKEN: the bot token (secret). Unset: no Slack."
     )
     base_url: str = Field(
-        default=DEFAULT_SLACK_API_URL, description="RANKING_SLACK_API_URL: Slack Web API URL."
+        default=settings.default("RANKING_SLACK_API_URL"),
+        description="RANKING_SLACK_API_URL: Slack Web API URL.",
     )
-    channel: str = Field(default=DEFAULT_SLACK_CHANNEL, description="RANKING_SLACK_CHANNEL: where alerts go.")
+    channel: str = Field(
+        default=settings.default("RANKING_SLACK_CHANNEL"),
+        description="RANKING_SLACK_CHANNEL: where alerts go.",
+    )
     _client: WebClient | None = PrivateAttr(default=None)
 
     def is_configured(self) -> bool:
@@ -62,7 +60,7 @@ class PagerDutyEvents(dg.ConfigurableResource):
         default=None, description="PAGERDUTY_ROUTING_KEY: routing key (secret). Unset: no page."
     )
     events_url: str = Field(
-        default=DEFAULT_PAGERDUTY_EVENTS_URL,
+        default=settings.default("RANKING_PAGERDUTY_EVENTS_URL"),
         description="RANKING_PAGERDUTY_EVENTS_URL: Events API v2 endpoint.",
     )
 
@@ -77,11 +75,15 @@ class AlertMailer(dg.ConfigurableResource):
     """Mail through any SMTP server: TLS ("none", "starttls", "ssl") and login are optional."""
 
     host: str | None = Field(default=None, description="RANKING_SMTP_HOST. Unset: no mail.")
-    port: int = Field(default=587, description="RANKING_SMTP_PORT.")
-    tls: str = Field(default="starttls", description="RANKING_SMTP_TLS: none, starttls or ssl.")
+    port: int = Field(default=int(settings.default("RANKING_SMTP_PORT")), description="RANKING_SMTP_PORT.")
+    tls: str = Field(
+        default=settings.default("RANKING_SMTP_TLS"), description="RANKING_SMTP_TLS: none, starttls or ssl."
+    )
     user: str | None = Field(default=None, description="RANKING_SMTP_USER. Unset: no login.")
     password: str | None = Field(default=None, description="RANKING_SMTP_PASSWORD (secret).")
-    sender: str = Field(default=DEFAULT_MAIL_FROM, description="RANKING_ALERT_MAIL_FROM.")
+    sender: str = Field(
+        default=settings.default("RANKING_ALERT_MAIL_FROM"), description="RANKING_ALERT_MAIL_FROM."
+    )
     recipients: str | None = Field(
         default=None, description="RANKING_ALERT_MAIL_TO: comma-separated. Unset: no mail."
     )
@@ -111,7 +113,9 @@ class AlertMailer(dg.ConfigurableResource):
 class DagsterUi(dg.ConfigurableResource):
     """Where people open the Dagster UI, for links in alerts."""
 
-    base_url: str = Field(default=DEFAULT_DAGSTER_UI_URL, description="RANKING_DAGSTER_UI_URL.")
+    base_url: str = Field(
+        default=settings.default("RANKING_DAGSTER_UI_URL"), description="RANKING_DAGSTER_UI_URL."
+    )
 
     def run_url(self, run_id: str) -> str:
         """The run's page; never with the user name, password or query the configured URL may carry (the
@@ -124,23 +128,23 @@ def notification_resources_from_environment() -> dict[str, dg.ConfigurableResour
     return {
         "slack": BatchSlackResource(
             token=from_environment("SLACK_BOT_TOKEN"),
-            base_url=from_environment("RANKING_SLACK_API_URL", DEFAULT_SLACK_API_URL),
-            channel=from_environment("RANKING_SLACK_CHANNEL", DEFAULT_SLACK_CHANNEL),
+            base_url=from_environment("RANKING_SLACK_API_URL"),
+            channel=from_environment("RANKING_SLACK_CHANNEL"),
         ),
         "pagerduty": PagerDutyEvents(
             routing_key=from_environment("PAGERDUTY_ROUTING_KEY"),
-            events_url=from_environment("RANKING_PAGERDUTY_EVENTS_URL", DEFAULT_PAGERDUTY_EVENTS_URL),
+            events_url=from_environment("RANKING_PAGERDUTY_EVENTS_URL"),
         ),
         "mail": AlertMailer(
             host=from_environment("RANKING_SMTP_HOST"),
-            port=from_environment("RANKING_SMTP_PORT", 587, integer=True),
-            tls=from_environment("RANKING_SMTP_TLS", "starttls"),
+            port=from_environment("RANKING_SMTP_PORT", integer=True),
+            tls=from_environment("RANKING_SMTP_TLS"),
             user=from_environment("RANKING_SMTP_USER"),
             password=from_environment("RANKING_SMTP_PASSWORD"),
-            sender=from_environment("RANKING_ALERT_MAIL_FROM", DEFAULT_MAIL_FROM),
+            sender=from_environment("RANKING_ALERT_MAIL_FROM"),
             recipients=from_environment("RANKING_ALERT_MAIL_TO"),
         ),
-        "dagster_ui": DagsterUi(base_url=from_environment("RANKING_DAGSTER_UI_URL", DEFAULT_DAGSTER_UI_URL)),
+        "dagster_ui": DagsterUi(base_url=from_environment("RANKING_DAGSTER_UI_URL")),
     }
 
 

@@ -23,7 +23,7 @@ from ranking_pipeline.defs.assets.rankings import (
 )
 from ranking_pipeline.defs.partitions import business_date_partitions
 from ranking_pipeline.defs.resources import RankingDatabase
-from ranking_pipeline.lib.business_date import check_business_date
+from ranking_pipeline.lib.business_date import BusinessDate
 from ranking_pipeline.lib.queries import count_rows
 from ranking_pipeline.lib.schema import rankings as rankings_table
 
@@ -45,8 +45,7 @@ def check_rankings_of_date(
 ) -> Iterator[dg.AssetCheckEvaluation]:
     if not context.has_partition_key:
         raise dg.Failure(description=NO_DATE, allow_retries=False)
-    business_date = dt.date.fromisoformat(context.partition_key)
-    check_business_date(business_date, source=f"partition {business_date}")
+    business_date = BusinessDate.from_partition_key(context.partition_key).day
     with database.ready_engine().connect() as connection:
         ranked = count_rows(connection, rankings_table, "ranking_date", business_date)
     if not ranked:

@@ -3,7 +3,9 @@
 Their settings come from the environment (lib/settings.py), read and checked once when the code location
 loads: a wrong value stops the load with one line. A set variable is handed to the resource as a
 ``dg.EnvVar``, so the UI's resource view shows which variable configures what and never a secret; an unset
-one leaves the default. Clients are built once per run (or sensor tick), not per call.
+one leaves the default (written once, in lib/settings.py). The database engine (its connection pool) is one
+per database URL in the process, shared by every run and tick there; the Redis and Slack clients are built on
+first use, once per resource instance: per run, or per sensor tick.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ranking_pipeline.lib.lock import (
 )
 from ranking_pipeline.lib.schema import ensure_output_tables, validate_input_tables
 
-DEFAULT_EMBEDDED_PGDATA = ".ranking_pipeline/pgdata"
+DEFAULT_EMBEDDED_PGDATA = settings.default("RANKING_EMBEDDED_PGDATA")
 
 
 class RankingDatabase(dg.ConfigurableResource):
@@ -180,10 +182,12 @@ class Clock(dg.ConfigurableResource):
         return dt.datetime.now(tz=dt.UTC)
 
 
-def from_environment(name: str, default=None, *, integer: bool = False):
-    """``dg.EnvVar(name)`` when the variable is set (the UI shows its name, never its value), else default."""
+def from_environment(name: str, *, integer: bool = False):
+    """``dg.EnvVar(name)`` when the variable is set (the UI shows its name, never its value), else the
+    setting's default (``lib/settings.py``, the one place defaults are written)."""
     if name not in settings.configured():
-        return default
+        value = settings.default(name)
+        return int(value) if integer and value is not None else value
     return dg.EnvVar.int(name) if integer else dg.EnvVar(name)
 
 
@@ -194,17 +198,13 @@ def project_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "database": RankingDatabase(
             url=from_environment("RANKING_DATABASE_URL"),
-            embedded_pgdata=from_environment("RANKING_EMBEDDED_PGDATA", DEFAULT_EMBEDDED_PGDATA),
+            embedded_pgdata=from_environment("RANKING_EMBEDDED_PGDATA"),
         ),
         "redis": redis,
         "batch_lock": BatchLockResource(redis=redis),
-        "ranking_cache": RankingCache(
-            redis=redis, key_pattern=from_environment("RANKING_CACHE_KEY_PATTERN", DEFAULT_CACHE_KEY_PATTERN)
-        ),
+        "ranking_cache": RankingCache(redis=redis, key_pattern=from_environment("RANKING_CACHE_KEY_PATTERN")),
         "batch_gate": BatchGate(
-            give_up_at_jst=from_environment(
-                "RANKING_GATE_GIVE_UP_AT_JST", DEFAULT_GIVE_UP_AT_JST.strftime("%H:%M")
-            ),
+            give_up_at_jst=from_environment("RANKING_GATE_GIVE_UP_AT_JST"),
             rankings_deadline_jst=from_environment("RANKING_RANKINGS_DEADLINE_JST"),
         ),
         "clock": Clock(),

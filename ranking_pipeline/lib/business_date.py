@@ -1,6 +1,9 @@
 """The business date D, in one place: which JST days a deployment ranks, the window W(D), the partition keys,
 tags and run keys of a batch for D, and which days of a window still lack aggregates.
 
+``BusinessDate`` is D as a value: built once where a date enters (the command line, a schedule tick, a run's
+partition key), validated then, and handed on; what takes one never validates it again.
+
 D is a JST calendar day. The dates this deployment ranks run from the first business date
 (``RANKING_FIRST_BUSINESS_DATE``, default 2020-01-01) to the last JST day that has ended; a day not yet ended
 is never a business date. Aggregation days reach 29 days further back, so every day of every window exists.
@@ -10,16 +13,18 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from ranking_pipeline.constants import (
     BUSINESS_DATE_TAG,
 )
+from ranking_pipeline.lib import settings
 
 JST = ZoneInfo("Asia/Tokyo")
 WINDOW_DAYS = 30
 FIRST_BUSINESS_DATE_ENV = "RANKING_FIRST_BUSINESS_DATE"
-DEFAULT_FIRST_BUSINESS_DATE = dt.date(2020, 1, 1)
+DEFAULT_FIRST_BUSINESS_DATE = dt.date.fromisoformat(settings.default(FIRST_BUSINESS_DATE_ENV))
 PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 PARTITION_TAG = "dagster/partition"
@@ -123,6 +128,74 @@ def check_aggregation_days(first: dt.date, last: dt.date, *, now: dt.datetime | 
         f"cannot aggregate the JST days {first} .. {last} ({why}): aggregation days run from {earliest} to "
         f"{last_complete_day(now)}, for business dates from {_span(now)}; nothing was run or written"
     )
+
+
+@dataclass(frozen=True, order=True)
+class BusinessDate:
+    """A business date D of this deployment, validated when it was built (build it with ``of``,
+    ``from_command_line``, ``from_tick`` or ``from_partition_key``), with what a batch for D is named by: its
+    window W(D), partition keys, run tags and run keys."""
+
+    day: dt.date
+
+    @classmethod
+    def of(
+        cls, day: dt.date, *, source: str = "business date", now: dt.datetime | None = None
+    ) -> BusinessDate:
+        """``day`` if this deployment ranks it (at ``now``), else a BusinessDateError naming ``source``."""
+        return cls(check_business_date(day, source=source, now=now))
+
+    @classmethod
+    def from_command_line(cls, day: dt.date | None, *, now: dt.datetime | None = None) -> BusinessDate:
+        """``--date``, or the last JST day that has ended when it is not given."""
+        return cls.of(day or last_complete_day(now), source="--date", now=now)
+
+    @classmethod
+    def from_tick(cls, now: dt.datetime) -> BusinessDate:
+        """The date a schedule or sensor tick at ``now`` starts: yesterday in JST."""
+        return cls.of(last_complete_day(now), source="the tick's business date", now=now)
+
+    @classmethod
+    def from_partition_key(cls, key: str, *, now: dt.datetime | None = None) -> BusinessDate:
+        """The date of a partition key: ``2026-11-27`` or ``2026-11-27|range_1_of_8``."""
+        day = parse_date(key.split(_KEY_SEPARATOR)[0], source="partition key")
+        return cls.of(day, source="partition", now=now)
+
+    def __str__(self) -> str:
+        return self.day.isoformat()
+
+    @property
+    def window(self) -> list[dt.date]:
+        """W(D): the 30 JST days D-29 ... D, oldest first."""
+        return window_days(self.day)
+
+    @property
+    def previous_day(self) -> dt.date:
+        return self.day - dt.timedelta(days=1)
+
+    @property
+    def partition_key(self) -> str:
+        """D's partition of the date-partitioned assets (rankings, batch_metrics)."""
+        return self.day.isoformat()
+
+    def score_partition_keys(self) -> list[str]:
+        """D's partitions of user_scores: one per user-ID range slot."""
+        from ranking_pipeline.lib.ranges import USER_ID_RANGES
+
+        return [score_partition_key(self.day, user_range.key) for user_range in USER_ID_RANGES]
+
+    def scoring_tags(self) -> dict[str, str]:
+        """Tags of the scoring run of D: the date and every user-ID range of it."""
+        from ranking_pipeline.lib.ranges import USER_ID_RANGES
+
+        return {
+            BUSINESS_DATE_TAG: self.day.isoformat(),
+            **scores_partition_tags(self.day, [user_range.key for user_range in USER_ID_RANGES]),
+        }
+
+    def run_key(self, job_name: str) -> str:
+        """One automated run of each job per date."""
+        return run_key(self.day, job_name)
 
 
 # --- partition keys ----------------------------------------------------------------------------------

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from ranking_pipeline.lib import settings
 from ranking_pipeline.lib.redact import MASK, url_location
 
-DEFAULT_CACHE_KEY_PATTERN = "ranking:*"
+DEFAULT_CACHE_KEY_PATTERN = settings.default("RANKING_CACHE_KEY_PATTERN")
 
 
 def describe_redis_url(url: str) -> str:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from ranking_pipeline.lib import settings
 from ranking_pipeline.lib.business_date import JST, describe_days
 
 SCHEDULED_START_JST = dt.time(3, 0)
 CATCH_UP_FROM_JST = dt.time(3, 5)  # the catch-up sensor leaves the 03:00 start to the schedule
-DEFAULT_GIVE_UP_AT_JST = dt.time(9, 0)
+DEFAULT_GIVE_UP_AT_JST = dt.time.fromisoformat(settings.default("RANKING_GATE_GIVE_UP_AT_JST"))
 
 
 def parse_time_of_day(text: str, *, source: str) -> dt.time:

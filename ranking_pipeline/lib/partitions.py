@@ -29,8 +29,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ranking_pipeline.lib import settings
+
 RETENTION_DAYS_ENV = "RANKING_RETENTION_DAYS"
-DEFAULT_RETENTION_DAYS = 400
+DEFAULT_RETENTION_DAYS = int(settings.default("RANKING_RETENTION_DAYS"))
 
 # Serializes partition creation across sessions (two ranges or two runs creating D's partition at once).
 _PARTITION_ADVISORY_LOCK_ID = 0x52414E50  # "RANP"

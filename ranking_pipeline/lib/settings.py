@@ -207,6 +207,11 @@ SETTINGS: tuple[Setting, ...] = (
 BY_ENV = {setting.env: setting for setting in SETTINGS}
 
 
+def default(env: str) -> str | None:
+    """The default of a setting, written only here: what an unset variable means."""
+    return BY_ENV[env].default
+
+
 def configured(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The settings whose variables are set to something other than blanks."""
     environ = os.environ if environ is None else environ

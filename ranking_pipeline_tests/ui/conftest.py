@@ -123,7 +123,7 @@ from ranking_pipeline.instance import project_instance
 day = dt.date.fromisoformat(sys.argv[1])
 with project_instance() as (instance, _):
     try:
-        run_ids, error = run_batch_runs(defs(), instance, day), None
+        run_ids, error = run_batch_runs(defs(), instance, BusinessDate.of(day)), None
     except BatchRunFailed as failure:
         run_ids, error = [], str(failure)
 print(json.dumps({"run_ids": run_ids, "error": error}))

@@ -17,7 +17,7 @@ from ranking_pipeline.constants import BUSINESS_DATE_TAG
 from ranking_pipeline.defs.batch_runs import batch_has_ended, lock_holder_id
 from ranking_pipeline.lib.business_date import (
     JST,
-    check_business_date,
+    BusinessDate,
     dates_of_partition_keys,
     tagged_business_date,
 )
@@ -59,19 +59,20 @@ def failures_classified() -> Iterator[None]:
         raise converted from error
 
 
-def run_business_dates(context: dg.AssetExecutionContext) -> list[dt.date]:
-    """The business dates a run computes, from its partitions; a date tag on the run must name one of them."""
+def run_business_dates(context: dg.AssetExecutionContext) -> list[BusinessDate]:
+    """The business dates a run computes, from its partitions, validated here once for the whole step; a date
+    tag on the run must name one of them."""
     dates = dates_of_partition_keys(list(context.partition_keys))
     tagged = tagged_business_date(context.run.tags)
     if tagged is not None:
-        check_business_date(tagged, source=f"run tag {BUSINESS_DATE_TAG}")
+        BusinessDate.of(tagged, source=f"run tag {BUSINESS_DATE_TAG}")
     if tagged is not None and tagged not in dates:
         shown = ", ".join(str(day) for day in dates[:3]) + (" ..." if len(dates) > 3 else "")
         raise ValueError(
             f"the run tag ranking/business_date={tagged} disagrees with the run's partitions ({shown}); "
             "pick the date in the partition picker and remove the tag; nothing was written"
         )
-    return dates
+    return [BusinessDate.of(day, source="partition") for day in dates]
 
 
 def run_includes_check(context: dg.AssetExecutionContext, check_key: dg.AssetCheckKey) -> bool:
@@ -99,6 +100,36 @@ def _now_jst() -> str:
     return dt.datetime.now(tz=JST).strftime("%Y-%m-%d %H:%M:%S JST")
 
 
+@dataclass
+class _StepLog:
+    """The design 6.2 lines of one step: start (with its parameters), errors, end (with duration, status)."""
+
+    context: dg.AssetExecutionContext
+    name: str
+    started: float = 0.0
+
+    def start(self, parameters: dict[str, object]) -> None:
+        shown = ", ".join(f"{key}={value}" for key, value in parameters.items())
+        run_id = self.context.run.run_id
+        self.context.log.info(
+            f"{self.name} start: batch run {run_id}, started {_now_jst()}, parameters: {shown}"
+        )
+        self.started = time.monotonic()
+
+    def error(self, error: BaseException, retried: bool) -> None:
+        self.context.log.error(
+            f"{self.name} error #{self.context.retry_number + 1} of this step "
+            f"({'retried' if retried else 'not retried: a retry cannot fix it'}): {one_line(error)}\n"
+            f"{traceback.format_exc()}"
+        )
+
+    def end(self, status: str, processed: int) -> None:
+        self.context.log.info(
+            f"{self.name} end: batch run {self.context.run.run_id}, ended {_now_jst()}, processed "
+            f"{processed:,} records, duration {time.monotonic() - self.started:.2f} s, status {status}"
+        )
+
+
 @contextmanager
 def batch_step(
     context: dg.AssetExecutionContext,
@@ -114,18 +145,8 @@ def batch_step(
 
     A lock held by another batch fails the step at once, without retries and before anything is written.
     """
-    name = f"{process_id} {context.op_execution_context.op.name}"
-    run_id = context.run.run_id
-    shown = ", ".join(f"{key}={value}" for key, value in parameters.items())
-    context.log.info(f"{name} start: batch run {run_id}, started {_now_jst()}, parameters: {shown}")
-    started = time.monotonic()
-
-    def log_end(status: str, processed: int) -> None:
-        context.log.info(
-            f"{name} end: batch run {run_id}, ended {_now_jst()}, processed {processed:,} records, "
-            f"duration {time.monotonic() - started:.2f} s, status {status}"
-        )
-
+    log = _StepLog(context, f"{process_id} {context.op_execution_context.op.name}")
+    log.start(parameters)
     succeeded = False
     holding = lock.held(
         lock_holder_id(context.run),
@@ -135,8 +156,8 @@ def batch_step(
     try:
         holder = holding.__enter__()
     except LockHeldError as error:
-        context.log.error(f"{name}: {error}")
-        log_end("FAILURE (lock held)", 0)
+        context.log.error(f"{log.name}: {error}")
+        log.end("FAILURE (lock held)", 0)
         raise dg.Failure(description=str(error), allow_retries=False) from None
     step = BatchStep(lock=lock, token=holder.token)
     try:
@@ -145,23 +166,20 @@ def batch_step(
         # Dagster retries interrupted steps that have a RetryPolicy; a run that was terminated (or timed
         # out) must not write again once it has ended, so stop here for good. Nothing is logged: logging
         # itself can be interrupted now.
-        raise dg.Failure(description=f"{name} stopped: the run was terminated", allow_retries=False) from None
+        raise dg.Failure(
+            description=f"{log.name} stopped: the run was terminated", allow_retries=False
+        ) from None
     except Exception as error:
         converted = as_step_failure(error)
-        retried = converted is error and not isinstance(error, dg.Failure)
-        context.log.error(
-            f"{name} error #{context.retry_number + 1} of this step "
-            f"({'retried' if retried else 'not retried: a retry cannot fix it'}): {one_line(error)}\n"
-            f"{traceback.format_exc()}"
-        )
-        log_end("FAILURE", step.processed)
+        log.error(error, retried=converted is error and not isinstance(error, dg.Failure))
+        log.end("FAILURE", step.processed)
         if converted is error:
             raise
         raise converted from error
     else:
         succeeded = True
-        log_end("SUCCESS", step.processed)
+        log.end("SUCCESS", step.processed)
         if hand_over_on_success:
-            context.log.info(f"{name}: the lock stays with this batch until its ranking run takes it")
+            context.log.info(f"{log.name}: the lock stays with this batch until its ranking run takes it")
     finally:
         holding.__exit__(None, None, None)  # stops the heartbeat and releases (never raises)

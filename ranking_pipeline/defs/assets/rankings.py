@@ -28,7 +28,7 @@ from ranking_pipeline.defs.assets.daily_order_aggregates import daily_order_aggr
 from ranking_pipeline.defs.assets.user_scores import user_scores
 from ranking_pipeline.defs.partitions import DATE_DIMENSION, business_date_partitions
 from ranking_pipeline.defs.resources import BatchLockResource, RankingCache, RankingDatabase
-from ranking_pipeline.lib.business_date import JST, WINDOW_DAYS, check_business_date, window_days
+from ranking_pipeline.lib.business_date import JST, WINDOW_DAYS, window_days
 from ranking_pipeline.lib.checks import (
     DEFAULT_ANOMALY_THRESHOLD,
     IntegrityReport,
@@ -269,7 +269,8 @@ def rankings_check_evaluations(
                 "RANK() (1, 2, 2, 4). One partition per business date, in Dagster and in PostgreSQL: D's new "
                 "rows are built in a table of their own and swapped in for D's partition in one transaction "
                 "(readers see the old ranking until the new one commits; other dates are never touched). "
-                "The new rows are verified inside the transaction (ranks, one row per user, positive scores) "
+                "The new rows are verified inside the transaction (ranks, positive scores; the primary key "
+                "keeps one row per user) "
                 "and the batch lock is checked before they replace the old ones; the checks then report on "
                 "the committed rows of D. Every writer of this table shares the `rankings_writers` pool "
                 "(limit 1). Refuses to run (at once, no retries) while a user-ID range of `user_scores` for "
@@ -328,9 +329,9 @@ def rankings_check_evaluations(
             asset=RANKINGS_KEY,
             blocking=True,
             partitions_def=business_date_partitions,
-            description="Ranks of D start at 1 and follow RANK() over score; one row per user; every score "
-            "positive. ERROR and blocking: nothing downstream runs on rankings that break these. "
-            + CHECK_DATES_HOW,
+            description="Ranks of D start at 1 and follow RANK() over score; every score positive (one row "
+            "per user is kept by the primary key (ranking_date, user_id), not re-counted here). ERROR and "
+            "blocking: nothing downstream runs on rankings that break these. " + CHECK_DATES_HOW,
         ),
         dg.AssetCheckSpec(
             RANKINGS_ROW_COUNT_ANOMALY_CHECK,
@@ -356,9 +357,7 @@ def rankings(
     if not (context.has_partition_key or context.has_partition_key_range):  # e.g. *Execute all* on Checks
         raise dg.Failure(description=NO_DATE, allow_retries=False)
     with failures_classified():
-        dates = run_business_dates(context)
-        for business_date in dates:
-            check_business_date(business_date, source=f"partition {business_date}")
+        dates = [business_date.day for business_date in run_business_dates(context)]
         engine = database.ready_engine()
         threshold, checks = config.row_count_anomaly_threshold, context.selected_asset_check_keys
         if RANKINGS_KEY in context.selected_asset_keys:

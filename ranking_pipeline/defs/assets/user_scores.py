@@ -30,7 +30,7 @@ from ranking_pipeline.defs.assets.daily_order_aggregates import (
 from ranking_pipeline.defs.partitions import DATE_DIMENSION, score_partitions
 from ranking_pipeline.defs.resources import BatchLockResource, RankingDatabase
 from ranking_pipeline.lib.business_date import (
-    check_business_date,
+    BusinessDate,
     contiguous_spans,
     days_between,
     missing_aggregate_days,
@@ -169,11 +169,12 @@ def _score_date(
     context: dg.AssetExecutionContext,
     engine: Engine,
     step: BatchStep,
-    business_date: dt.date,
+    batch_date: BusinessDate,
     range_keys: list[str],
 ) -> Iterator[dg.AssetMaterialization]:
     """Score the selected ranges of D (up to 4 at once), yielding each range's materialization as it commits;
     a failing range lets the others finish, then its error ends the step."""
+    business_date = batch_date.day
     run_id = context.run.run_id
     inputs = _date_inputs(engine, business_date)
     plan = plan_scoring(inputs, range_keys, run_id, resumes=_resumes(context), forced=_forced(context))
@@ -215,6 +216,31 @@ def _score_date(
                 yield _materialization(context, inputs, work.user_range, rows, detail)
         if error is not None:  # every other range has finished (and stays done for the retry)
             raise error
+
+
+def ranges_of_dates(partition_keys: list[str]) -> dict[dt.date, list[str]]:
+    """The user-ID range keys a run selected for each of its business dates."""
+    ranges_by_date: dict[dt.date, list[str]] = defaultdict(list)
+    for key in partition_keys:
+        business_date, range_key = split_score_partition_key(key)
+        ranges_by_date[business_date].append(range_key)
+    return ranges_by_date
+
+
+def _reaggregate_windows(
+    context: dg.AssetExecutionContext,
+    engine: Engine,
+    batch_lock: BatchLockResource,
+    dates: list[BusinessDate],
+) -> Iterator[dg.AssetMaterialization]:
+    """A forced recompute: the days of every selected window aggregated again from orders, span by span,
+    each day reported as a materialization of daily_order_aggregates."""
+    window_union = sorted({day for batch_date in dates for day in batch_date.window})
+    for first, last in contiguous_spans(window_union):
+        days = days_between(first, last)
+        rows_per_day, seconds = aggregate_span(context, engine, batch_lock, days)
+        for day in days:
+            yield aggregates_materialization(day, rows_per_day[day], len(days), seconds)
 
 
 @dg.asset(
@@ -261,12 +287,7 @@ def user_scores(context: dg.AssetExecutionContext, database: RankingDatabase, ba
     """
     with failures_classified():
         dates = run_business_dates(context)
-        ranges_by_date: dict[dt.date, list[str]] = defaultdict(list)
-        for key in context.partition_keys:
-            business_date, range_key = split_score_partition_key(key)
-            ranges_by_date[business_date].append(range_key)
-        for business_date in dates:
-            check_business_date(business_date, source=f"partition {business_date}")
+        ranges_by_date = ranges_of_dates(context.partition_keys)
         engine = database.ready_engine()
         with engine.connect() as connection:  # the whole batch's inputs, before anything is written
             raise_if_defects(user_defects(connection), "users")
@@ -281,11 +302,8 @@ def user_scores(context: dg.AssetExecutionContext, database: RankingDatabase, ba
             context, BATCH_001_PROCESS_ID, lock, parameters, hand_over_on_success=every_range
         ) as step:
             if _forced(context):  # a full recompute re-reads the windows' orders first (late orders, fixes)
-                window_union = sorted({day for business_date in dates for day in window_days(business_date)})
-                for first, last in contiguous_spans(window_union):
-                    days = days_between(first, last)
-                    rows_per_day, seconds = aggregate_span(context, engine, batch_lock, days)
-                    for day in days:
-                        yield aggregates_materialization(day, rows_per_day[day], len(days), seconds)
+                yield from _reaggregate_windows(context, engine, batch_lock, dates)
             for business_date in dates:
-                yield from _score_date(context, engine, step, business_date, ranges_by_date[business_date])
+                yield from _score_date(
+                    context, engine, step, business_date, ranges_by_date[business_date.day]
+                )
