@@ -119,6 +119,7 @@ import datetime as dt, json, sys
 from ranking_pipeline.batch_runner import BatchRunFailed, run_batch_runs
 from ranking_pipeline.definitions import defs
 from ranking_pipeline.instance import project_instance
+from ranking_pipeline.lib.business_date import BusinessDate
 
 day = dt.date.fromisoformat(sys.argv[1])
 with project_instance() as (instance, _):
