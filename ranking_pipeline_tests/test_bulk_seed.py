@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from ranking_pipeline.lib import bulk_seed
 from ranking_pipeline.lib.business_date import jst_midnight
 from ranking_pipeline.lib.schema import validate_input_tables
+from ranking_pipeline_tests.conftest import IN_CI
 
 END = dt.date(2026, 11, 27)
 
@@ -58,11 +59,6 @@ def test_bulk_seed_loads_the_contract_tables_in_chunks(engine, monkeypatch):
         )
         assert tables == {"users": "p", "orders": "p"}  # logged (permanent) tables, as the contract's
     with engine.begin() as connection:
-        connection.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_visibility"))
-        pages = connection.execute(
-            sa.text("SELECT count(*), count(*) FILTER (WHERE all_frozen) FROM pg_visibility_map('orders')")
-        ).one()
-        assert pages[0] > 0 and pages[1] == pages[0]  # COPY FREEZE: no later read writes hint bits
         indexes = set(
             connection.execute(
                 sa.text("SELECT indexname FROM pg_indexes WHERE tablename IN ('users', 'orders')")
@@ -71,6 +67,16 @@ def test_bulk_seed_loads_the_contract_tables_in_chunks(engine, monkeypatch):
         assert indexes == {"users_pkey", "orders_pkey", "orders_ordered_at_idx"}
         stray = connection.execute(sa.text("SELECT to_regclass('seed_users_stage')")).scalar_one()
         assert stray is None  # the users' staging table is gone
+        available = connection.execute(
+            sa.text("SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_visibility'")
+        ).scalar_one()
+        if not available and not IN_CI:  # the embedded server's wheel ships no contrib extensions
+            pytest.skip("COPY FREEZE not checked: this PostgreSQL has no pg_visibility extension")
+        connection.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_visibility"))
+        pages = connection.execute(
+            sa.text("SELECT count(*), count(*) FILTER (WHERE all_frozen) FROM pg_visibility_map('orders')")
+        ).one()
+        assert pages[0] > 0 and pages[1] == pages[0]  # COPY FREEZE: no later read writes hint bits
 
 
 def test_bulk_seed_refuses_a_database_with_input_tables(engine):
