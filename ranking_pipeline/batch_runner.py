@@ -1,10 +1,10 @@
 """Run the batch for one business date through Dagster, on a real instance: what `ranking-pipeline run` does.
 
-The days of W(D) not yet aggregated are aggregated first (one BATCH-000 run per contiguous span of missing
-days); then the batch for D: a scoring run (every user-ID range of D) and, when it succeeded, a ranking run
-(the rankings of D), the same two runs the nightly schedule and start_rankings_on_scores_success make, with
-the same tags. Both run here, in this process; the scoring run says so (ranking/ranked_in_process), so a
-daemon's sensor does not start a second ranking run for it.
+The days of W(D) not yet aggregated (with --force: all 30) are aggregated first, one BATCH-000 run per
+contiguous span; then the batch for D: a scoring run (every user-ID range of D) and, when it succeeded, a
+ranking run (the rankings of D), the same two runs the nightly schedule and start_rankings_on_scores_success
+make, with the same tags. Both run here, in this process; the scoring run says so (ranking/ranked_in_process),
+so a daemon's sensor does not start a second ranking run for it.
 """
 
 from __future__ import annotations
@@ -133,13 +133,14 @@ def run_batch(
     day = business_date.day
     engine = database_of(defs).ready_engine(patience=0)  # a person is waiting: say so at once
     with engine.connect() as connection:
-        missing = [] if force else missing_aggregate_days(connection, day)
+        # --force re-reads every day's orders (late orders, fixes); otherwise only the days never aggregated
+        to_aggregate = business_date.window if force else missing_aggregate_days(connection, day)
         # the data contract, before any run starts: one line and exit 2 instead of a failed run
         raise_if_defects(user_defects(connection), "users")
-        for first, last in contiguous_spans(business_date.window if force else missing):
+        for first, last in contiguous_spans(to_aggregate):
             raise_if_defects(order_defects(connection, first, last), f"the orders of {first} .. {last}")
-    summary = BatchSummary(business_date=day, aggregated_days=business_date.window if force else missing)
-    for first, last in contiguous_spans(missing):
+    summary = BatchSummary(business_date=day, aggregated_days=to_aggregate)
+    for first, last in contiguous_spans(to_aggregate):
         summary.run_ids.append(aggregate_days(defs, instance, first, last, quiet=quiet))
     summary.run_ids += run_batch_runs(defs, instance, business_date, quiet=quiet, force=force)
     with engine.connect() as connection:

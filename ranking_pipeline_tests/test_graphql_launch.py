@@ -8,12 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from ranking_pipeline.constants import (
@@ -35,7 +37,7 @@ from ranking_pipeline_tests.dagster_dev import (
     copy_project,
     dagster_dev,
 )
-from ranking_pipeline_tests.helpers import rankings_rows
+from ranking_pipeline_tests.helpers import jst, rankings_rows
 from ranking_pipeline_tests.test_against_sql import INDEPENDENT_RANKING
 
 TRIGGER = PROJECT_ROOT / "deploy" / "trigger" / "launch_batch_001.py"
@@ -55,10 +57,10 @@ def _tags(run: dict) -> dict[str, str]:
     return {tag["key"]: tag["value"] for tag in run["tags"]}
 
 
-def _trigger(dev_url: str, *args: str) -> subprocess.CompletedProcess:
+def _trigger(dev_url: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(TRIGGER), *args],
-        env={**os.environ, "DAGSTER_URL": dev_url},
+        env={**os.environ, "DAGSTER_URL": dev_url, **env},
         capture_output=True,
         text=True,
         timeout=90,
@@ -291,6 +293,14 @@ def test_the_trigger_refuses_a_malformed_date_without_calling_dagster(argument):
     assert len(refused.stderr.strip().splitlines()) == 1
 
 
+def test_the_trigger_refuses_a_bad_wait_setting_for_force_without_calling_dagster():
+    refused = _trigger("http://127.0.0.1:9", "--force", D.isoformat(), DAGSTER_WAIT_SECONDS="1h")
+
+    assert refused.returncode == 2
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith("launch_batch_001: DAGSTER_WAIT_SECONDS='1h'")
+
+
 @pytest.mark.parametrize("day", ["2019-12-31", "today", "tomorrow", "2099-01-01"])
 def test_the_trigger_refuses_a_date_outside_the_deployments_span_before_launching(dev, day):
     today = dt.datetime.now(tz=dt.timezone(dt.timedelta(hours=9))).date()
@@ -305,3 +315,35 @@ def test_the_trigger_refuses_a_date_outside_the_deployments_span_before_launchin
     assert "dates run from 2020-01-01 (RANKING_FIRST_BUSINESS_DATE)" in line
     assert "nothing was launched" in line
     assert {run["runId"] for run in dev.runs()} == before
+
+
+def test_the_trigger_with_force_re_aggregates_the_window_before_scoring_it_again(dev, seeded_url):
+    """A late order for D arrives after W(D) was aggregated: --force re-reads the 30 days in a BATCH-000 run,
+    waits for it, then scores every range again; the published ranking counts the late order."""
+    engine = db.get_engine(seeded_url)
+    with engine.begin() as connection:
+        user_id = connection.execute(
+            sa.text("SELECT min(user_id) FROM users WHERE status = 'active'")
+        ).scalar_one()
+        connection.execute(
+            sa.text(
+                "INSERT INTO orders SELECT max(order_id) + 1, :user_id, 9999.99, 'completed', :at FROM orders"
+            ),
+            {"user_id": user_id, "at": jst(D.year, D.month, D.day, 12)},
+        )
+        expected = [tuple(row) for row in connection.execute(INDEPENDENT_RANKING, {"d": D})]
+
+    forced = _trigger(dev.url, "--force", D.isoformat())
+
+    assert forced.returncode == 0, forced.stderr
+    [scoring_id] = forced.stdout.split()
+    [aggregation_id] = re.findall(r"batch_000_job run (\S+) re-aggregates", forced.stderr)
+    aggregation, ranking = dev.run(aggregation_id), dev.wait_for_ranking_after(scoring_id)
+    scoring = dev.run(scoring_id)
+    assert (aggregation["jobName"], aggregation["status"]) == (BATCH_000_JOB, "SUCCESS")
+    assert _tags(aggregation)["dagster/asset_partition_range_start"] == str(D - dt.timedelta(days=29))
+    assert _tags(scoring)["ranking/force_recompute"] == "true"
+    assert scoring["startTime"] >= aggregation["endTime"], "scored before the window was re-read"
+    assert ranking["status"] == "SUCCESS", dev.log_tail()
+    assert rankings_rows(engine, D) == expected
+    assert user_id in {row[1] for row in expected}

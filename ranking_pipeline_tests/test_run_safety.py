@@ -11,7 +11,8 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from ranking_pipeline.batch_runner import BatchRunFailed
+from ranking_pipeline.batch_runner import BatchRunFailed, run_batch_runs
+from ranking_pipeline.lib.business_date import BusinessDate
 from ranking_pipeline.lib.lock import PostgresBatchLock, lock_key
 from ranking_pipeline.lib.ranges import USER_ID_RANGES
 from ranking_pipeline.lib.schema import ensure_output_tables
@@ -75,7 +76,7 @@ def test_a_held_lock_fails_the_run_at_once_naming_the_holder_and_writes_nothing(
 
         started = time.monotonic()
         with pytest.raises(BatchRunFailed, match="held by run run-of-another-deployment"):
-            run_date(definitions, instance, D, force=True)
+            run_batch_runs(definitions, instance, BusinessDate.of(D), force=True)
 
     assert time.monotonic() - started < 20, "a held lock must not be retried for minutes"
     assert rankings_rows(seeded, D) == before
@@ -99,7 +100,7 @@ def test_a_row_lock_held_elsewhere_times_out_after_10_s_and_the_retry_succeeds(
     releaser.start()
     started = time.monotonic()
     try:
-        run_date(definitions, instance, D, force=True)
+        run_batch_runs(definitions, instance, BusinessDate.of(D), force=True)
     finally:
         releaser.join()
         blocker.close()
@@ -224,7 +225,7 @@ def test_an_unreachable_redis_fails_the_batch_once_without_retries_naming_it(
 
     started = time.monotonic()
     with pytest.raises(BatchRunFailed) as failed:
-        run_date(wrong, instance, D, force=True)
+        run_batch_runs(wrong, instance, BusinessDate.of(D), force=True)
 
     assert time.monotonic() - started < 30
     assert "Redis at redis://127.0.0.1:1/0 did not answer for 2 s" in str(failed.value)

@@ -9,6 +9,11 @@ The date defaults to yesterday in JST (the last JST day that has ended). It laun
 starts the ranking run of D, as after the 03:00 schedule. The run waits QUEUED while BATCH-003 or another
 BATCH-001 run is in progress. Prints the scoring run's id.
 
+--force recomputes D from the orders (late orders, fixed data): it first launches a BATCH-000 run
+(batch_000_job) re-aggregating the 30 days of W(D), waits for it to succeed (up to DAGSTER_WAIT_SECONDS,
+default 3600; its run id goes to stderr), then launches the scoring run tagged ranking/force_recompute=true,
+so every range is scored again from the new aggregates. A failed aggregation launches nothing more (exit 1).
+
 Before launching anything it checks its arguments and settings, asks Dagster for the deployment's first
 business date and refuses (exit 2, one line, nothing launched) a bad argument, a bad setting or a date outside
 the span the deployment ranks. Exit 1: Dagster did not answer or did not accept a run. No line ever shows
@@ -16,6 +21,7 @@ DAGSTER_AUTH's value.
 
 DAGSTER_URL   the webserver (default http://127.0.0.1:3000): http(s)://host[:port], no user:password@
 DAGSTER_AUTH  optional extra header for a proxy in front of it, e.g. "Authorization: Bearer <token>"
+DAGSTER_WAIT_SECONDS  with --force: how long to wait for the aggregation run (default 3600)
 """
 
 import datetime as dt
@@ -23,12 +29,15 @@ import json
 import os
 import re
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 LOCATION, REPOSITORY = "ranking_pipeline", "__repository__"
 SCORES_JOB = "batch_001_scores_job"
+AGGREGATION_JOB = "batch_000_job"
+WINDOW_DAYS = 30
 JST = dt.timezone(dt.timedelta(hours=9))
 # The deployment's own partitions: the first business date and the user-ID ranges of user_scores.
 PARTITIONS_QUERY = """
@@ -46,6 +55,10 @@ mutation Launch($executionParams: ExecutionParams!) {
   }
 }
 """
+RUN_STATUS = """
+query Status($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }
+"""
+FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 
 
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -127,6 +140,39 @@ def launch(url, job, tags):
     return result["run"]["runId"]
 
 
+def wait_seconds():
+    value = os.environ.get("DAGSTER_WAIT_SECONDS", "").strip() or "3600"
+    if not value.isdigit() or int(value) == 0:
+        fail(2, f"DAGSTER_WAIT_SECONDS={value!r}: expected a whole number of seconds above 0, e.g. 3600")
+    return int(value)
+
+
+def reaggregate_window(url, business_date, patience):
+    """One BATCH-000 run over W(D)'s 30 days, waited for; exit 1 unless it succeeded."""
+    first = business_date - dt.timedelta(days=WINDOW_DAYS - 1)
+    range_tags = {
+        "dagster/asset_partition_range_start": first.isoformat(),
+        "dagster/asset_partition_range_end": business_date.isoformat(),
+        "ranking/launched_by": "launch_batch_001.py",
+    }
+    run_id = launch(url, AGGREGATION_JOB, range_tags)
+    print(
+        f"launch_batch_001: {AGGREGATION_JOB} run {run_id} re-aggregates {first} .. {business_date}",
+        file=sys.stderr,
+    )
+    deadline = time.monotonic() + patience
+    while True:
+        status = graphql(url, RUN_STATUS, {"runId": run_id})["runOrError"].get("status")
+        if status == "SUCCESS":
+            return
+        if status in FINISHED or time.monotonic() > deadline:
+            ended = f"ended {status}" if status in FINISHED else f"still {status} after {patience} s"
+            fail(
+                1, f"{AGGREGATION_JOB} run {run_id} {ended}; the scoring of {business_date} was not launched"
+            )
+        time.sleep(5)
+
+
 def main(argv):
     force = "--force" in argv
     dates = [arg for arg in argv if arg != "--force"]
@@ -144,6 +190,7 @@ def main(argv):
         fail(2, f"invalid date {dates[0]!r}: expected a calendar date as YYYY-MM-DD, for example 2026-11-27")
     url = dagster_url()
     auth_header()
+    patience = wait_seconds() if force else 0
     node = graphql(url, PARTITIONS_QUERY, {})["assetNodeOrError"]
     if node["__typename"] != "AssetNode":
         fail(
@@ -167,6 +214,7 @@ def main(argv):
     day = business_date.isoformat()
     tags = {"ranking/business_date": day, "ranking/launched_by": "launch_batch_001.py"}
     if force:
+        reaggregate_window(url, business_date, patience)
         tags["ranking/force_recompute"] = "true"
     range_tags = {
         "dagster/asset_partition_range_start": f"{day}|{ranges[0]}",

@@ -22,17 +22,11 @@ from ranking_pipeline.defs.assets._shared import (
     failures_classified,
     run_business_dates,
 )
-from ranking_pipeline.defs.assets.daily_order_aggregates import (
-    aggregate_span,
-    aggregates_materialization,
-    daily_order_aggregates,
-)
+from ranking_pipeline.defs.assets.daily_order_aggregates import daily_order_aggregates
 from ranking_pipeline.defs.partitions import DATE_DIMENSION, score_partitions
 from ranking_pipeline.defs.resources import BatchLockResource, RankingDatabase
 from ranking_pipeline.lib.business_date import (
     BusinessDate,
-    contiguous_spans,
-    days_between,
     missing_aggregate_days,
     partition_selection,
     score_partition_key,
@@ -227,22 +221,6 @@ def ranges_of_dates(partition_keys: list[str]) -> dict[dt.date, list[str]]:
     return ranges_by_date
 
 
-def _reaggregate_windows(
-    context: dg.AssetExecutionContext,
-    engine: Engine,
-    batch_lock: BatchLockResource,
-    dates: list[BusinessDate],
-) -> Iterator[dg.AssetMaterialization]:
-    """A forced recompute: the days of every selected window aggregated again from orders, span by span,
-    each day reported as a materialization of daily_order_aggregates."""
-    window_union = sorted({day for batch_date in dates for day in batch_date.window})
-    for first, last in contiguous_spans(window_union):
-        days = days_between(first, last)
-        rows_per_day, seconds = aggregate_span(context, engine, batch_lock, days)
-        for day in days:
-            yield aggregates_materialization(day, rows_per_day[day], len(days), seconds)
-
-
 @dg.asset(
     partitions_def=score_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -283,7 +261,9 @@ def user_scores(context: dg.AssetExecutionContext, database: RankingDatabase, ba
     seconds, user IDs and cut.
     Refuses to run (at once, no retries) while a day of W(D) has not been aggregated. Runs of the batch job
     resume: ranges already completed for D from the same aggregates are skipped (metadata `computed: false`);
-    a materialization from the UI recomputes what it selected. Holds the lock batch:lock:BATCH-001.
+    a materialization from the UI recomputes what it selected, and so does a batch job run tagged
+    ranking/force_recompute=true (it reads the aggregates as they are: `ranking-pipeline run --force` and the
+    trigger's --force re-aggregate W(D) in a BATCH-000 run first). Holds the lock batch:lock:BATCH-001.
     """
     with failures_classified():
         dates = run_business_dates(context)
@@ -301,8 +281,6 @@ def user_scores(context: dg.AssetExecutionContext, database: RankingDatabase, ba
         with batch_step(
             context, BATCH_001_PROCESS_ID, lock, parameters, hand_over_on_success=every_range
         ) as step:
-            if _forced(context):  # a full recompute re-reads the windows' orders first (late orders, fixes)
-                yield from _reaggregate_windows(context, engine, batch_lock, dates)
             for business_date in dates:
                 yield from _score_date(
                     context, engine, step, business_date, ranges_by_date[business_date.day]
