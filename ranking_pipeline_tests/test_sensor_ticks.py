@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ranking_pipeline.constants import BATCH_001_RANKINGS_JOB, RANKINGS_CHECKS_JOB
+from ranking_pipeline.batch_runner import aggregate_days
+from ranking_pipeline.constants import BATCH_001_RANKINGS_JOB, BATCH_001_SCORES_JOB, RANKINGS_CHECKS_JOB
 from ranking_pipeline.defs.alerts.failure import alert_on_run_failure
 from ranking_pipeline.defs.alerts.success import notify_on_batch_success
 from ranking_pipeline.defs.explained_ticks import DAGSTERS_EMPTY_RESULT
 from ranking_pipeline.defs.sensors import start_rankings_on_scores_success
+from ranking_pipeline.lib.business_date import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    PARTITION_TAG,
+)
+from ranking_pipeline.lib.ranges import USER_ID_RANGES
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline.local_runs import execute_job
 from ranking_pipeline_tests.fakes import fake_slack, slack_messages, slack_resource
@@ -98,3 +105,38 @@ def test_the_completion_notice_sensor_says_there_was_no_new_ranking_run(engine, 
     assert [reaction.dagster_run.job_name for reaction in notified.dagster_run_reactions] == [
         BATCH_001_RANKINGS_JOB
     ]
+
+
+def test_a_scoring_that_leaves_ranges_of_its_date_unscored_starts_no_ranking_and_names_them(
+    engine, instance, definitions
+):
+    """One range of a date never scored, materialized on its own: ranking that date would fail (and page
+    the on-call), so no ranking run follows and the tick names the ranges left; once they are scored, it
+    follows."""
+    seed(engine, 300, end_date=D)
+    aggregate_days(definitions, instance, NEVER_RANKED - dt.timedelta(days=29), NEVER_RANKED)
+    tick = ticks(start_rankings_on_scores_success, instance, definitions)
+    first, *others = [user_range.key for user_range in USER_ID_RANGES]
+
+    one = execute_job(definitions, BATCH_001_SCORES_JOB, instance, {PARTITION_TAG: f"{NEVER_RANKED}|{first}"})
+    assert one.failure is None
+    partial = tick()
+
+    assert not partial.run_requests
+    [reason] = partial.skip_message.split("; ")
+    assert reason.split(" ")[1] == one.run_id
+    assert f"no ranking of {NEVER_RANKED} follows" in reason
+    assert f"({', '.join(others)})" in reason and first not in reason
+
+    rest = execute_job(
+        definitions,
+        BATCH_001_SCORES_JOB,
+        instance,
+        {
+            PARTITION_RANGE_START_TAG: f"{NEVER_RANKED}|{others[0]}",
+            PARTITION_RANGE_END_TAG: f"{NEVER_RANKED}|{others[-1]}",
+        },
+    )
+    assert rest.failure is None
+    [request] = tick().run_requests
+    assert (request.job_name, request.partition_key) == (BATCH_001_RANKINGS_JOB, str(NEVER_RANKED))

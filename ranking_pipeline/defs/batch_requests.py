@@ -33,6 +33,7 @@ from ranking_pipeline.lib.business_date import (
 )
 from ranking_pipeline.lib.db import explain_database_error
 from ranking_pipeline.lib.gate import gate_decision
+from ranking_pipeline.lib.score_plan import fresh_scores
 
 PRIORITY_TAG = "dagster/priority"  # the run queue starts higher values first
 USER_SCORES = dg.AssetKey("user_scores")
@@ -117,12 +118,26 @@ def why_no_ranking_follows(instance: dg.DagsterInstance, run: dg.DagsterRun) -> 
     return None
 
 
-def rankings_after(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[dg.RunRequest]:
-    """The ranking runs that publish what the successful run ``run`` scored: one per span of its dates."""
+def scores_not_ready(database: RankingDatabase, dates: list[dt.date]) -> dict[dt.date, list[str]]:
+    """The dates whose user_scores still lack up-to-date ranges (their keys): ranking them would fail, e.g.
+    after a UI materialization of one range of a date never scored. Unknown (database error): none."""
+    try:
+        with database.engine().connect() as connection:
+            waiting = {day: fresh_scores(connection, day).not_ready for day in dates}
+    except Exception:  # the ranking run's own check decides, and says why
+        return {}
+    return {day: keys for day, keys in waiting.items() if keys}
+
+
+def rankings_after(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, dates: list[dt.date] | None = None
+) -> list[dg.RunRequest]:
+    """The ranking runs that publish what the successful run ``run`` scored (only ``dates`` of them, if
+    given): one per span of dates."""
     record = instance.get_run_record_by_id(run.run_id)
     seconds_left = remaining_batch_seconds(record) if record else BATCH_MAX_RUNTIME_SECONDS
     requests = []
-    for first, last in contiguous_spans(dates_of_run_tags(dict(run.tags))):
+    for first, last in contiguous_spans(dates_of_run_tags(dict(run.tags)) if dates is None else dates):
         tags = ranking_tags(run, days_between(first, last), seconds_left)
         if first != last:  # one run over the span, as a backfill of the span would make
             tags.update(

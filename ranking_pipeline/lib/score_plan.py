@@ -1,4 +1,5 @@
-"""Which user-ID ranges of a business date to score, and how: a pure function of the bookkeeping.
+"""Which user-ID ranges of a business date to score, and how: a pure function of the bookkeeping; and
+whether D's scores are all up to date, which ranking D needs (``fresh_scores`` reads the bookkeeping).
 
 A (D, range) is up to date when it was completed from the aggregates W(D) has now (their fingerprint) under
 the cut of user-ID ranges in force for D. Runs of the batch jobs skip such ranges (they resume); a step
@@ -12,8 +13,17 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from ranking_pipeline.lib.ranges import RangeCut, UserIdRange
-from ranking_pipeline.lib.state import COMPLETED, PartitionRun
+from sqlalchemy.engine import Connection
+
+from ranking_pipeline.lib.business_date import window_days
+from ranking_pipeline.lib.ranges import USER_ID_RANGES, RangeCut, UserIdRange, cut_in_force
+from ranking_pipeline.lib.state import (
+    COMPLETED,
+    USER_SCORES_ASSET,
+    PartitionRun,
+    aggregates_fingerprint,
+    partition_runs_for,
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,25 @@ def is_up_to_date(done: PartitionRun | None, fingerprint: str, cut: RangeCut) ->
         and done.input_fingerprint == fingerprint
         and done.range_cut == cut.cut_id
     )
+
+
+@dataclass(frozen=True)
+class FreshScores:
+    """D's user_scores against the aggregates W(D) has now and D's cut of user-ID ranges."""
+
+    fingerprint: str  # of the aggregates of W(D)
+    rows: dict[str, int]  # scored rows per range key (0 where not up to date)
+    not_ready: list[str]  # the range keys not up to date: D cannot be ranked while there are any
+
+
+def fresh_scores(connection: Connection, business_date: dt.date) -> FreshScores:
+    fingerprint = aggregates_fingerprint(connection, window_days(business_date))
+    cut = cut_in_force(connection, business_date)
+    score_runs = partition_runs_for(connection, USER_SCORES_ASSET, [business_date])
+    runs = {slot.key: score_runs.get((business_date, slot.key)) for slot in USER_ID_RANGES}
+    not_ready = [key for key, run in runs.items() if cut is None or not is_up_to_date(run, fingerprint, cut)]
+    rows = {key: (run.row_count or 0) if run is not None else 0 for key, run in runs.items()}
+    return FreshScores(fingerprint=fingerprint, rows=rows, not_ready=not_ready)
 
 
 def _previous_covers(inputs: DateInputs, user_range: UserIdRange) -> bool:

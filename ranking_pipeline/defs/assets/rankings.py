@@ -28,7 +28,7 @@ from ranking_pipeline.defs.assets.daily_order_aggregates import daily_order_aggr
 from ranking_pipeline.defs.assets.user_scores import user_scores
 from ranking_pipeline.defs.partitions import DATE_DIMENSION, business_date_partitions
 from ranking_pipeline.defs.resources import BatchLockResource, RankingCache, RankingDatabase
-from ranking_pipeline.lib.business_date import JST, WINDOW_DAYS, window_days
+from ranking_pipeline.lib.business_date import JST, WINDOW_DAYS
 from ranking_pipeline.lib.checks import (
     DEFAULT_ANOMALY_THRESHOLD,
     IntegrityReport,
@@ -44,15 +44,12 @@ from ranking_pipeline.lib.queries import (
     read_rankings,
     replace_rankings,
 )
-from ranking_pipeline.lib.ranges import BALANCE_LIMIT, USER_ID_RANGES, balance, cut_in_force
+from ranking_pipeline.lib.ranges import BALANCE_LIMIT, USER_ID_RANGES, balance
 from ranking_pipeline.lib.schema import rankings as rankings_table
-from ranking_pipeline.lib.score_plan import is_up_to_date
+from ranking_pipeline.lib.score_plan import fresh_scores
 from ranking_pipeline.lib.state import (
     RANKINGS_ASSET,
-    USER_SCORES_ASSET,
-    aggregates_fingerprint,
     mark_completed,
-    partition_runs_for,
 )
 
 TOP_N_IN_METADATA = 10
@@ -103,14 +100,10 @@ def stale_scores_message(business_date: dt.date, not_ready: list[str]) -> str:
 def _require_fresh_scores(connection, business_date: dt.date) -> tuple[str, dict[str, int]]:
     """The aggregates' fingerprint of W(D) and the rows of each user-ID range of D, once every range of
     user_scores for D is computed from those aggregates under the cut of ranges in force for D."""
-    fingerprint = aggregates_fingerprint(connection, window_days(business_date))
-    cut = cut_in_force(connection, business_date)
-    score_runs = partition_runs_for(connection, USER_SCORES_ASSET, [business_date])
-    runs = {slot.key: score_runs.get((business_date, slot.key)) for slot in USER_ID_RANGES}
-    not_ready = [key for key, run in runs.items() if cut is None or not is_up_to_date(run, fingerprint, cut)]
-    if not_ready:
-        raise StaleScoresError(stale_scores_message(business_date, not_ready))
-    return fingerprint, {key: run.row_count or 0 for key, run in runs.items()}
+    scores = fresh_scores(connection, business_date)
+    if scores.not_ready:
+        raise StaleScoresError(stale_scores_message(business_date, scores.not_ready))
+    return scores.fingerprint, scores.rows
 
 
 def _range_balance(context: dg.AssetExecutionContext, business_date: dt.date, rows: dict[str, int]) -> dict:
