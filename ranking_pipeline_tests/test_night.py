@@ -30,7 +30,7 @@ from ranking_pipeline.constants import (
 from ranking_pipeline.defs.alerts.missed_ranking import alert_on_missed_ranking
 from ranking_pipeline.defs.batch_requests import rankings_after
 from ranking_pipeline.defs.resources import BatchGate, Clock
-from ranking_pipeline.lib.business_date import BusinessDate
+from ranking_pipeline.lib.business_date import JST, BusinessDate, first_business_date
 from ranking_pipeline.lib.lock import PostgresBatchLock, lock_key
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline.local_runs import execute_job
@@ -55,6 +55,9 @@ from ranking_pipeline_tests.test_against_sql import INDEPENDENT_RANKING
 
 D = dt.date(2026, 11, 27)
 PAIRS = 20
+
+
+FIRST_BUSINESS_DATE = first_business_date()
 
 
 def at(hour: int, minute: int = 0) -> dt.datetime:
@@ -297,6 +300,20 @@ def test_nothing_started_pages_saying_so_and_a_good_night_pages_nobody(
     good, _ = _deadline_tick(instance, definitions, at(9, 0), None, resources)  # a fresh cursor: a new day
     assert "are committed" in good.skip_message
     assert len(slack_messages(slack)) == 1
+
+
+def test_no_page_for_a_day_before_the_first_business_date(engine, instance, definitions, channels):
+    """A deployment's first morning: yesterday is no business date, so no ranking of it is due."""
+    slack, smtp, pagerduty, resources = channels
+    seed(engine, 50, end_date=D, random_seed=9)
+    aggregate_days(definitions, instance, D, D)  # the pipeline's tables exist: the check could run
+    first_morning = dt.datetime.combine(FIRST_BUSINESS_DATE, dt.time(9, 30), tzinfo=JST)
+
+    quiet, cursor = _deadline_tick(instance, definitions, first_morning, None, resources)
+
+    assert quiet.skip_message is not None and str(FIRST_BUSINESS_DATE) in quiet.skip_message
+    assert (slack_messages(slack), smtp.received, pagerduty.posts_to("/v2/enqueue")) == ([], [], [])
+    assert cursor is None
 
 
 FRESHNESS = """

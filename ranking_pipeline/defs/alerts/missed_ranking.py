@@ -17,7 +17,13 @@ from ranking_pipeline.defs.notification_resources import (
     PagerDutyEvents,
 )
 from ranking_pipeline.defs.resources import BatchGate, Clock, RankingDatabase
-from ranking_pipeline.lib.business_date import JST, describe_days, last_complete_day, missing_aggregate_days
+from ranking_pipeline.lib.business_date import (
+    JST,
+    BusinessDate,
+    BusinessDateError,
+    describe_days,
+    missing_aggregate_days,
+)
 from ranking_pipeline.lib.db import explain_database_error
 from ranking_pipeline.lib.notify import messages as m
 from ranking_pipeline.lib.state import COMPLETED, RANKINGS_ASSET, partition_runs_for
@@ -77,7 +83,10 @@ def alert_on_missed_ranking(
     dagster_ui: DagsterUi,
 ) -> dg.SkipReason:
     now = clock.now().astimezone(JST)
-    business_date = last_complete_day(now)
+    try:
+        business_date = BusinessDate.from_tick(now).day
+    except BusinessDateError as error:  # yesterday is before the first business date: no ranking is due
+        return dg.SkipReason(str(error))
     deadline = dt.datetime.combine(now.date(), batch_gate.rankings_deadline(), tzinfo=JST)
     if now < deadline:
         return dg.SkipReason(f"the rankings of {business_date} are due by {deadline:%H:%M} JST")
