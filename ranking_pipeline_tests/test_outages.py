@@ -80,11 +80,10 @@ def outage_when(condition: Callable[[], bool], proxy: TcpProxy, hold: Callable[[
     happened = threading.Event()
 
     def watch() -> None:
-        deadline = time.monotonic() + 120
-        while not condition():
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.02)
+        try:
+            wait_until(condition, 120, "the moment to cut the proxy", every=0.02)
+        except AssertionError:
+            return  # the moment never came: ``happened`` stays unset and the test says so
         proxy.cut()
         happened.set()
         if hold is not None:
