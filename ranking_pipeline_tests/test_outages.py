@@ -118,7 +118,8 @@ def _scoring_insert_waits(engine: sa.Engine) -> Callable[[], bool]:
                 connection.execute(
                     sa.text(
                         "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                        "AND query LIKE '%INSERT INTO user_scores%' AND pid <> pg_backend_pid()"
+                        "AND query LIKE '%INSERT INTO user_scores%' AND pid <> pg_backend_pid() "
+                        "AND datname = current_database()"  # not another database's batch on this server
                     )
                 ).scalar_one()
             )
