@@ -117,6 +117,15 @@ def run_log_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return [entry.user_message for entry in instance.all_logs(run_id)]
 
 
+def error_classes(error) -> set[str]:
+    """The class names of a Dagster error (``SerializableErrorInfo``) and of every error behind it."""
+    names: set[str] = set()
+    while error is not None:
+        names.add(error.cls_name)
+        error = error.cause or error.context
+    return names
+
+
 def rankings_rows(engine: sa.Engine, business_date: dt.date) -> list[tuple[int, int, Decimal, int]]:
     with engine.connect() as connection:
         return [

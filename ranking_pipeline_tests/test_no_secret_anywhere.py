@@ -340,7 +340,7 @@ def test_a_database_lost_in_the_middle_of_scoring_leaves_no_secret_anywhere(
             )
         texts = [message["text"] for message in slack_messages(slack)]
 
-    assert "failed in step user_scores" in str(failed.value) and "127.0.0.1" in str(failed.value)
+    assert failed.value.step == "user_scores" and "127.0.0.1" in str(failed.value)
     assert [text for text in texts if "Critical: batch_001_scores_job failed" in text]
     _assert_no_secret(shown)
 
@@ -382,7 +382,7 @@ def test_redis_refusing_the_login_and_every_alert_channel_failing_leave_no_secre
             )
 
     # at once (a retry cannot fix a refused login): no wait for Redis to answer
-    assert "did not answer: AuthenticationError: " in str(failed.value), failed.value
+    assert {"StoreUnreachableError", "AuthenticationError"} <= failed.value.causes, failed.value
     assert slack.requests and not smtp.received  # Slack was asked (and refused); the mail never got in
     for channel in ("slack", "mail", "pagerduty"):  # each channel's failure is in the sensors' tick logs
         assert f"{channel} alert for run missed ranking" in shown["Dagster's storage"], channel

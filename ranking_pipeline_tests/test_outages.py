@@ -299,7 +299,6 @@ def test_a_database_that_stays_down_ends_in_one_clear_failure_naming_it(
         run_batch_runs(definitions, instance, BusinessDate.of(D), force=True)
 
     assert time.monotonic() - started < 60
-    message = str(failed.value)
-    assert "did not answer for 2 s" in message and "RANKING_DATABASE_URL" in message
+    assert "StoreUnreachableError" in failed.value.causes and "RANKING_DATABASE_URL" in str(failed.value)
     [scoring] = batch_runs(instance)[:1]
     assert not instance.all_logs(scoring.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
