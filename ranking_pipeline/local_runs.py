@@ -37,6 +37,8 @@ class RunOutcome:
     run_id: str
     failure: str | None  # one line, None on success
     input_error: bool = False  # the failure's cause is the input data (nothing was written)
+    step: str | None = None  # the step that failed first
+    causes: frozenset[str] = frozenset()  # the class names of its error and of the errors behind it
 
 
 def _text(error) -> str:
@@ -103,4 +105,6 @@ def execute_job(
         run.run_id,
         f"{job_name} run {run.run_id} failed in step {failures[0].step_key}: {reason}",
         input_error=bool(causes & INPUT_ERRORS),
+        step=failures[0].step_key,
+        causes=frozenset(causes),
     )

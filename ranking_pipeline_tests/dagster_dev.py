@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ranking_pipeline.constants import BATCH_000_JOB
+from ranking_pipeline_tests.helpers import wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCATION_NAME = "ranking_pipeline"
@@ -131,13 +131,20 @@ class DagsterDev:
         return found
 
     def wait_for_run(self, run_id: str, timeout: float = 240) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run = self.run(run_id)
-            if run["status"] in FINISHED_STATUSES:
-                return run
-            time.sleep(1)
-        raise TimeoutError(f"run {run_id} still {run['status']} after {timeout} s\n{self.log_tail()}")
+        seen: dict = {}
+
+        def finished() -> bool:
+            seen["run"] = self.run(run_id)
+            return seen["run"]["status"] in FINISHED_STATUSES
+
+        wait_until(
+            finished,
+            timeout,
+            lambda: f"the end of run {run_id} (still {seen['run']['status']})",
+            every=1,
+            details=self.log_tail,
+        )
+        return seen["run"]
 
     def wait_for_ranking_after(self, scoring_run_id: str, timeout: float = 180) -> dict:
         """The ranking run that the daemon's sensor started after the scoring run succeeded, once finished."""
@@ -145,16 +152,19 @@ class DagsterDev:
         assert scoring["status"] == "SUCCESS", f"scoring run {scoring['status']}\n{self.log_tail()}"
         tags = {tag["key"]: tag["value"] for tag in scoring["tags"]}
         scored_by = tags.get("dagster/backfill", scoring_run_id)  # a backfill's runs are one batch
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            following = [
+        following: list[dict] = []
+
+        def started() -> bool:
+            following[:] = [
                 run for run in self.runs() if {"key": "ranking/scored_by", "value": scored_by} in run["tags"]
             ]
-            if following:
-                [ranking] = following
-                return self.wait_for_run(ranking["runId"])
-            time.sleep(1)
-        raise TimeoutError(f"no ranking run followed {scoring_run_id} in {timeout} s\n{self.log_tail()}")
+            return bool(following)
+
+        wait_until(
+            started, timeout, f"a ranking run following {scoring_run_id}", every=1, details=self.log_tail
+        )
+        [ranking] = following
+        return self.wait_for_run(ranking["runId"])
 
     def runs(self, limit: int = 50) -> list[dict]:
         query = """
@@ -168,13 +178,14 @@ class DagsterDev:
 
     def wait_for_new_run(self, known: set[str], timeout: float = 60) -> dict:
         """The first run that is not in ``known`` (e.g. the run a click in the UI launched)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            fresh = [run for run in self.runs() if run["runId"] not in known]
-            if fresh:
-                return fresh[-1]
-            time.sleep(1)
-        raise TimeoutError(f"no new run appeared within {timeout} s")
+        fresh: list[dict] = []
+
+        def appeared() -> bool:
+            fresh[:] = [run for run in self.runs() if run["runId"] not in known]
+            return bool(fresh)
+
+        wait_until(appeared, timeout, "a new run", every=1)
+        return fresh[-1]
 
 
 RUN_EVENTS = """
@@ -335,16 +346,14 @@ def dagster_dev(
         )
     dev = DagsterDev(url=f"http://127.0.0.1:{port}", log_path=log_path, process=process)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"dagster dev exited with {process.returncode}:\n{dev.log_tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"dagster dev not ready in {STARTUP_TIMEOUT_SECONDS} s:\n{dev.log_tail()}")
+
+        def ready() -> bool:
+            assert process.poll() is None, f"dagster dev exited with {process.returncode}:\n{dev.log_tail()}"
             with contextlib.suppress(urllib.error.URLError, ConnectionError, GraphQLError, KeyError, OSError):
-                if _location_loaded(dev):
-                    break
-            time.sleep(0.5)
+                return _location_loaded(dev)
+            return False
+
+        wait_until(ready, STARTUP_TIMEOUT_SECONDS, "dagster dev ready", every=0.5, details=dev.log_tail)
         yield dev
     finally:
         _stop(process)
@@ -375,14 +384,15 @@ def embedded_server_url(pgdata: Path, timeout: float = 60) -> str:
 
     from ranking_pipeline.lib.db import normalize_url
 
-    deadline = time.monotonic() + timeout
-    while True:
+    found = []
+
+    def running() -> bool:
         info = PostmasterInfo.read_from_pgdata(pgdata.resolve())
-        if info is not None and info.is_running() and info.status == "ready":
-            return normalize_url(info.get_uri()).render_as_string(hide_password=False)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no embedded PostgreSQL server running on {pgdata} after {timeout} s")
-        time.sleep(0.5)
+        found[:] = [info] if info is not None and info.is_running() and info.status == "ready" else []
+        return bool(found)
+
+    wait_until(running, timeout, f"an embedded PostgreSQL server running on {pgdata}", every=0.5)
+    return normalize_url(found[0].get_uri()).render_as_string(hide_password=False)
 
 
 def copy_project(destination: Path) -> Path:

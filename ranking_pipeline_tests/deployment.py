@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from ranking_pipeline_tests.dagster_dev import (
     GraphQLError,
     free_port,
 )
+from ranking_pipeline_tests.helpers import wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION_YAML = PROJECT_ROOT / "deploy" / "dagster.production.yaml"
@@ -205,17 +205,18 @@ class Deployment:
 
     def wait_until(self, what: str, ready, timeout: float = STARTUP_TIMEOUT_SECONDS) -> None:
         """Polls ``ready()`` until it is true; fails with the processes' logs after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def condition() -> bool:
             for process in (self.webserver and self.webserver.process, self.daemon):
-                if process is not None and process.poll() is not None:
-                    raise RuntimeError(f"a Dagster process exited ({process.args[0]}):\n{self.logs()}")
+                if process is not None:
+                    assert process.poll() is None, (
+                        f"a Dagster process exited ({process.args[0]}):\n{self.logs()}"
+                    )
             with contextlib.suppress(urllib.error.URLError, ConnectionError, GraphQLError, OSError):
-                if ready():
-                    return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what}: not within {timeout} s\n{self.logs()}")
-            time.sleep(0.5)
+                return bool(ready())
+            return False
+
+        wait_until(condition, timeout, what, every=0.5, details=self.logs)
 
     def location_loaded(self) -> bool:
         assert self.webserver is not None

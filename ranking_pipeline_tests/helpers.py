@@ -117,6 +117,15 @@ def run_log_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return [entry.user_message for entry in instance.all_logs(run_id)]
 
 
+def error_classes(error) -> set[str]:
+    """The class names of a Dagster error (``SerializableErrorInfo``) and of every error behind it."""
+    names: set[str] = set()
+    while error is not None:
+        names.add(error.cls_name)
+        error = error.cause or error.context
+    return names
+
+
 def rankings_rows(engine: sa.Engine, business_date: dt.date) -> list[tuple[int, int, Decimal, int]]:
     with engine.connect() as connection:
         return [
@@ -191,12 +200,21 @@ def cli(*args: str, env: dict[str, str], cwd: str | None = None) -> subprocess.C
     )
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str, every: float = 0.1) -> float:
+def wait_until(
+    condition: Callable[[], object],
+    timeout: float,
+    what: str | Callable[[], str],
+    every: float = 0.1,
+    details: Callable[[], str] | None = None,
+) -> float:
     """Wait for an event: poll ``condition`` until it is true and return the seconds it took; fail naming
-    ``what`` after ``timeout``. A ``condition`` may itself assert (a process that died, a run that ended) to
-    fail at once with its own message."""
+    ``what`` after ``timeout`` (a callable ``what`` is read then, e.g. to name the last status seen), followed
+    by ``details()`` if given (a log's tail). A ``condition`` may itself assert (a process that died, a run
+    that ended) to fail at once with its own message."""
     started = time.monotonic()
     while not condition():
-        assert time.monotonic() - started < timeout, f"{what} not within {timeout} s"
+        if time.monotonic() - started >= timeout:
+            named = what() if callable(what) else what
+            raise AssertionError(f"{named} not within {timeout} s" + (f"\n{details()}" if details else ""))
         time.sleep(every)
     return time.monotonic() - started

@@ -5,9 +5,11 @@ the project's dagster.yaml, with the runs launched by a real code server."""
 import datetime as dt
 import itertools
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
 from dagster._core.test_utils import create_test_daemon_workspace_context
 from dagster._core.workspace.load_target import ModuleTarget
@@ -26,6 +28,7 @@ from ranking_pipeline.constants import (
 from ranking_pipeline.defs.batch_requests import rankings_after
 from ranking_pipeline.lib.business_date import BusinessDate
 from ranking_pipeline.lib.seed import seed
+from ranking_pipeline_tests.batch_003_location import HOLD_BATCH_003
 from ranking_pipeline_tests.conftest import PROJECT_ROOT
 from ranking_pipeline_tests.helpers import rankings_rows, run_date, wait_until
 
@@ -119,11 +122,44 @@ def test_a_ui_materialization_of_rankings_waits_for_batch_003_through_the_pool(w
     )
     assert RANKINGS_WRITER_TAG not in instance.get_run_by_id(ui_materialization).tags  # only the pool applies
 
-    dequeue(workspace)
+    with holding_batch_003(engine):
+        dequeue(workspace)
 
-    assert status(instance, batch_003) in (Status.STARTING, Status.STARTED)
-    assert status(instance, ui_materialization) == Status.QUEUED
+        assert status(instance, batch_003) in (Status.STARTING, Status.STARTED)
+        assert status(instance, ui_materialization) == Status.QUEUED
+        wait_until(lambda: _batch_003_writing(engine), 120, "BATCH-003 in its write", 0.2)
+        dequeue(workspace)  # again, while BATCH-003 is certainly writing
+        assert status(instance, ui_materialization) == Status.QUEUED
     assert wait_until_finished(instance, batch_003) == Status.SUCCESS
     dequeue(workspace)
     assert wait_until_finished(instance, ui_materialization) == Status.SUCCESS
+    earlier, later = (instance.get_run_record_by_id(run_id) for run_id in (batch_003, ui_materialization))
+    assert later.start_time >= earlier.end_time, "two writers of rankings overlapped"
     assert len(rankings_rows(engine, D)) > 0
+
+
+@contextmanager
+def holding_batch_003(engine: sa.Engine) -> Iterator[None]:
+    """BATCH-003's stand-in keeps running (in its write) until the block ends."""
+    with engine.connect() as connection:
+        connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": HOLD_BATCH_003})
+        try:
+            yield
+        finally:
+            connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": HOLD_BATCH_003})
+
+
+def _batch_003_writing(engine: sa.Engine) -> bool:
+    """BATCH-003's op waits on the advisory lock the test holds."""
+    with engine.connect() as connection:
+        return (
+            connection.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :key"
+                    " AND NOT granted AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())"
+                ),
+                {"key": HOLD_BATCH_003},
+            ).scalar_one()
+            > 0
+        )

@@ -5,13 +5,13 @@ launched."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -37,7 +37,7 @@ from ranking_pipeline_tests.dagster_dev import (
     copy_project,
     dagster_dev,
 )
-from ranking_pipeline_tests.helpers import jst, rankings_rows
+from ranking_pipeline_tests.helpers import jst, rankings_rows, wait_until
 from ranking_pipeline_tests.test_against_sql import INDEPENDENT_RANKING
 
 TRIGGER = PROJECT_ROOT / "deploy" / "trigger" / "launch_batch_001.py"
@@ -110,13 +110,16 @@ def test_dagster_dev_with_no_setup_runs_the_batch_with_the_shared_instance_setti
     shared = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
 
     with dagster_dev(project, tmp_path / "dagster-dev.log", env=plain) as running:
-        deadline = time.monotonic() + 60
-        while True:
-            instance = running.graphql(INSTANCE)["instance"]
-            daemons = {d["daemonType"]: d for d in instance["daemonHealth"]["allDaemonStatuses"]}
-            if all(d["healthy"] for d in daemons.values()) or time.monotonic() > deadline:
-                break
-            time.sleep(2)
+        seen: dict = {}
+
+        def daemons_healthy() -> bool:
+            seen["instance"] = running.graphql(INSTANCE)["instance"]
+            return all(d["healthy"] for d in seen["instance"]["daemonHealth"]["allDaemonStatuses"])
+
+        with contextlib.suppress(AssertionError):  # an unhealthy daemon is reported by name below
+            wait_until(daemons_healthy, 60, "every daemon healthy", every=2)
+        instance = seen["instance"]
+        daemons = {d["daemonType"]: d for d in instance["daemonHealth"]["allDaemonStatuses"]}
         info = yaml.safe_load(instance["info"])
 
         assert instance["runQueuingSupported"] is True
@@ -240,14 +243,20 @@ def test_a_backfill_of_three_dates_from_the_uis_api_materializes_exactly_those_d
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     backfill_id = launched["backfillId"]
 
-    deadline = time.monotonic() + 300
-    while (status := dev.graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]["status"]) in (
-        "REQUESTED",
-        "CANCELING",
-    ):
-        assert time.monotonic() < deadline, f"backfill still {status}\n{dev.log_tail()}"
-        time.sleep(2)
-    assert status == "COMPLETED_SUCCESS", dev.log_tail()
+    seen: dict = {}
+
+    def backfill_ended() -> bool:
+        seen["status"] = dev.graphql(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]["status"]
+        return seen["status"] not in ("REQUESTED", "CANCELING")
+
+    wait_until(
+        backfill_ended,
+        300,
+        lambda: f"the end of backfill {backfill_id} (still {seen['status']})",
+        every=2,
+        details=dev.log_tail,
+    )
+    assert seen["status"] == "COMPLETED_SUCCESS", dev.log_tail()
 
     runs = {
         run["runId"] for run in dev.runs() if {"key": "dagster/backfill", "value": backfill_id} in run["tags"]

@@ -90,10 +90,12 @@ def test_a_business_date_is_validated_where_it_enters_and_carries_its_batch(monk
     yesterday = BusinessDate.of(day, now=NOW)
     assert BusinessDate.from_command_line(None, now=NOW) == BusinessDate.from_tick(NOW) == yesterday
     assert BusinessDate.from_partition_key("2026-11-27|range_3_of_8", now=NOW).day == day
-    with pytest.raises(BusinessDateError, match="--date 2026-11-28 is not a business date"):
+    with pytest.raises(BusinessDateError) as refused:
         BusinessDate.from_command_line(dt.date(2026, 11, 28), now=NOW)
-    with pytest.raises(BusinessDateError, match="partition 2019-12-31 is not a business date"):
+    assert (refused.value.source, refused.value.day) == ("--date", dt.date(2026, 11, 28))
+    with pytest.raises(BusinessDateError) as refused:
         BusinessDate.from_partition_key("2019-12-31", now=NOW)
+    assert (refused.value.source, refused.value.day) == ("partition", dt.date(2019, 12, 31))
     with pytest.raises(BusinessDateError, match="invalid partition key"):
         BusinessDate.from_partition_key("2026-13-01|range_1_of_8", now=NOW)
 
@@ -168,10 +170,14 @@ def test_a_wrong_setting_is_one_line_naming_it_and_never_a_secret():
         settings.validate(environ)
     message = str(refused.value)
     assert "RANKING_SMTP_TLS='bogus': expected one of none, starttls, ssl" in message
-    assert "RANKING_SMTP_PORT='http': expected a TCP port number" in message
-    assert "RANKING_DATABASE_URL=(value hidden): the database URL names a 'mysql' database" in message
-    assert "RANKING_GATE_GIVE_UP_AT_JST='25:00'" in message
-    assert "RANKING_RETENTION_DAYS='0': expected a whole number of at least 1" in message
+    assert set(refused.value.settings) == {
+        "RANKING_SMTP_TLS",
+        "RANKING_SMTP_PORT",
+        "RANKING_DATABASE_URL",
+        "RANKING_GATE_GIVE_UP_AT_JST",
+        "RANKING_RETENTION_DAYS",
+    }
+    assert "RANKING_DATABASE_URL=(value hidden)" in message
     assert "hunter2" not in message and "\n" not in message
     assert settings.validate({"RANKING_SMTP_TLS": "ssl", "RANKING_SMTP_PORT": "465"}) == {
         "RANKING_SMTP_TLS": "ssl",

@@ -75,7 +75,7 @@ def test_the_checks_job_evaluates_the_picked_date_only_and_never_re_ranks(engine
     }
     assert all(evaluation.passed for evaluation in previous.values())
 
-    assert failed.failure is not None and "blocking asset check failed" in failed.failure
+    assert failed.failure is not None and "DagsterAssetCheckFailedError" in failed.causes, failed.causes
     [(name, partition)] = [key for key, e in evaluations_in(instance, failed.run_id).items() if not e.passed]
     assert (name, partition) == (RANKINGS_INTEGRITY_CHECK, str(D))
     integrity = evaluations_in(instance, failed.run_id)[(name, partition)]

@@ -3,7 +3,6 @@ shows a reader a partial ranking, and tables created by a release before partiti
 
 import datetime as dt
 import threading
-import time
 
 import pytest
 import sqlalchemy as sa
@@ -13,7 +12,7 @@ from ranking_pipeline.lib.queries import drop_dates_past_retention, replace_rank
 from ranking_pipeline.lib.schema import ensure_output_tables
 from ranking_pipeline.lib.seed import seed
 from ranking_pipeline.lib.state import RANKINGS_ASSET, USER_SCORES_ASSET
-from ranking_pipeline_tests.helpers import materializations, rankings_rows, run_date, table_rows
+from ranking_pipeline_tests.helpers import materializations, rankings_rows, run_date, table_rows, wait_until
 
 D = dt.date(2026, 11, 27)
 DAY = dt.timedelta(days=1)
@@ -31,16 +30,18 @@ def _state_dates(engine, asset: str) -> set[dt.date]:
 
 def _wait_until_a_session_waits_for_a_lock(engine, seconds: float = 30) -> None:
     """Until another session of this database is blocked on a lock (the point of the test), or fail."""
-    deadline = time.monotonic() + seconds
     query = sa.text(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
         "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
     )
     with engine.connect() as connection:
-        while connection.execute(query).scalar() == 0:
-            if time.monotonic() > deadline:
-                pytest.fail("no session started waiting for a lock")
-            connection.rollback()
+
+        def waiting() -> bool:
+            found = connection.execute(query).scalar() > 0
+            connection.rollback()  # a fresh snapshot of pg_stat_activity next time
+            return found
+
+        wait_until(waiting, seconds, "a session of this database waiting for a lock", every=0.01)
 
 
 @pytest.fixture

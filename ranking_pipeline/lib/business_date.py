@@ -32,7 +32,13 @@ _KEY_SEPARATOR = "|"
 
 
 class BusinessDateError(ValueError):
-    """A date that is not a calendar date, or not one this deployment ranks (one line, says the fix)."""
+    """A date that is not a calendar date, or not one this deployment ranks (one line, says the fix);
+    ``source`` and ``day``: where the refused date came from and the date, when it is one."""
+
+    def __init__(self, message: str, *, source: str | None = None, day: dt.date | None = None) -> None:
+        super().__init__(message)
+        self.source = source
+        self.day = day
 
 
 def parse_date(text: str, *, source: str = "date") -> dt.date:
@@ -111,7 +117,9 @@ def check_business_date(
         return business_date
     raise BusinessDateError(
         f"{source} {business_date} is not a business date of this deployment ({why}): dates run from "
-        f"{_span(now)}; nothing was run or written"
+        f"{_span(now)}; nothing was run or written",
+        source=source,
+        day=business_date,
     )
 
 

@@ -80,12 +80,20 @@ class LockHolder:
 
 
 class LockHeldError(RuntimeError):
-    """Somebody else holds the lock; the message names them."""
+    """Somebody else holds the lock; the message names them (``holder``, when known)."""
+
+    def __init__(self, message: str, holder: LockHolder | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class LockLostError(TransientError):
     """The fencing check failed: this writer no longer holds the lock, so it must not commit (a retry takes
-    the lock again if it is free)."""
+    the lock again if it is free). ``now_held_by``: who holds it now (None: it lapsed)."""
+
+    def __init__(self, message: str, now_held_by: LockHolder | None = None) -> None:
+        super().__init__(message)
+        self.now_held_by = now_held_by
 
 
 def _utc(value: dt.datetime | float) -> str:
@@ -162,7 +170,8 @@ class BatchLock(ABC):
                     f"lock {self.key} ({self.backend}) is held by {holder.describe()}, alive (lease until "
                     f"{holder.lease_until}); not starting, nothing was written. It is released when that run "
                     f"ends, taken over within {self.lease_seconds} s if its process is gone, and expires at "
-                    f"{holder.expires_at} at the latest"
+                    f"{holder.expires_at} at the latest",
+                    holder,
                 )
         raise LockHeldError(f"lock {self.key} ({self.backend}) changed hands repeatedly; not starting")
 
@@ -355,7 +364,7 @@ class RedisBatchLock(BatchLock):
         current = self.current_holder()
         if current is None or current.token != token:
             now_held = f"now held by {current.describe()}" if current else "lapsed"
-            raise LockLostError(f"lock {self.key} is no longer ours ({now_held}); not committing")
+            raise LockLostError(f"lock {self.key} is no longer ours ({now_held}); not committing", current)
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------
@@ -457,5 +466,5 @@ class PostgresBatchLock(BatchLock):
         if connection.execute(_VERIFY, {"key": self.key, "token": token}).one_or_none() is None:
             current = self.current_holder()
             now_held = f"now held by {current.describe()}" if current else "lapsed"
-            raise LockLostError(f"lock {self.key} is no longer ours ({now_held}); not committing")
+            raise LockLostError(f"lock {self.key} is no longer ours ({now_held}); not committing", current)
         return None

@@ -20,7 +20,12 @@ from ranking_pipeline.lib.redact import HIDDEN, is_plain_host, scheme_of, scrub,
 
 
 class SettingsError(ValueError):
-    """One or more settings have values that cannot work (the message names each, one line)."""
+    """One or more settings have values that cannot work (the message names each, one line; ``settings``
+    lists their variables)."""
+
+    def __init__(self, message: str, settings: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.settings = settings
 
 
 @dataclass(frozen=True)
@@ -230,7 +235,7 @@ def validate(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The configured settings, once each has passed its check; else one SettingsError naming every bad one
     (never a secret's value, nor a piece of one)."""
     values = configured(environ)
-    problems = []
+    problems, refused = [], []
     for env, value in values.items():
         setting = BY_ENV[env]
         if setting.check is None:
@@ -240,7 +245,8 @@ def validate(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         except ValueError as error:
             reason = " ".join(str(error).split())  # one line, whatever the check said
             problems.append(f"{env}={setting.shown(value)}: {reason}")
+            refused.append(env)
     if problems:
         message = "invalid settings: " + "; ".join(problems)
-        raise SettingsError(scrub(message, secret_pieces_of(values)))
+        raise SettingsError(scrub(message, secret_pieces_of(values)), tuple(refused))
     return values

@@ -21,7 +21,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from ranking_pipeline_tests.dagster_dev import (
     without_local_settings,
 )
 from ranking_pipeline_tests.fakes import RecordingHttpServer, fake_slack
+from ranking_pipeline_tests.helpers import wait_until
 
 CHROMIUM = Path(os.environ.get("RANKING_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -316,13 +316,12 @@ query Ticks($selector: SensorSelector!) {
 
 def _wait_for_first_tick(dev: DagsterDev, sensor: str, timeout: float = 120) -> None:
     selector = {"repositoryLocationName": "ranking_pipeline", "repositoryName": "__repository__"}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def ticked() -> bool:
         found = dev.graphql(SENSOR_TICKS, {"selector": {**selector, "sensorName": sensor}})["sensorOrError"]
-        if found.get("sensorState", {}).get("ticks"):
-            return
-        time.sleep(1)
-    raise TimeoutError(f"sensor {sensor} did not tick within {timeout} s")
+        return bool(found.get("sensorState", {}).get("ticks"))
+
+    wait_until(ticked, timeout, f"a first tick of sensor {sensor}", every=1)
 
 
 # --- a journey: a browser tab, its screenshots, and its part of the log ------------------------------------

@@ -39,6 +39,7 @@ from ranking_pipeline.lib.schema import user_scores as user_scores_table
 from ranking_pipeline.lib.state import USER_SCORES_ASSET, partition_runs_for
 from ranking_pipeline_tests.dagster_dev import DagsterDev, describe_timeline, run_timeline
 from ranking_pipeline_tests.fakes import RecordingHttpServer, slack_messages
+from ranking_pipeline_tests.helpers import wait_until
 from ranking_pipeline_tests.ui.conftest import (
     BUSINESS_DATE,
     FAILED_DATE,
@@ -255,14 +256,15 @@ def _wait_for_new_run(dev: DagsterDev, known: set[str], timeout: float = 120) ->
 
 
 def _wait_for(condition, what: str, timeout: float = 120, every: float = 2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout} s")
-        time.sleep(every)
+    """``condition()``'s first true value, polled with ``wait_until``."""
+    seen = []
+
+    def holds() -> bool:
+        seen[:] = [condition()]
+        return bool(seen[0])
+
+    wait_until(holds, timeout, what, every=every)
+    return seen[0]
 
 
 # --- what a person does in the browser -------------------------------------------------------------------
