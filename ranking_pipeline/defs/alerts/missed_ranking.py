@@ -63,6 +63,35 @@ def why_not_ranked(
     )
 
 
+def _page(
+    context: dg.SensorEvaluationContext,
+    facts: m.MissedRankingFacts,
+    slack: BatchSlackResource,
+    mail: AlertMailer,
+    pagerduty: PagerDutyEvents,
+) -> dict[str, str]:
+    """Slack, mail and PagerDuty, each on its own: one channel failing does not stop the others."""
+    subject, body = m.missed_ranking_mail(facts)
+    key = f"missed ranking {facts.business_date}"
+    return {
+        m.SLACK: deliver(
+            context,
+            m.SLACK,
+            key,
+            slack.is_configured(),
+            lambda: slack.post(m.missed_ranking_slack_text(facts)),
+        ),
+        m.MAIL: deliver(context, m.MAIL, key, mail.is_configured(), lambda: mail.send(subject, body)),
+        m.PAGERDUTY: deliver(
+            context,
+            m.PAGERDUTY,
+            key,
+            pagerduty.is_configured(),
+            lambda: pagerduty.trigger(m.missed_ranking_pagerduty(facts, pagerduty.routing_key or "")),
+        ),
+    }
+
+
 @dg.sensor(
     name=SENSOR_NAME,
     minimum_interval_seconds=60,
@@ -111,25 +140,7 @@ def alert_on_missed_ranking(
         run_id=run.run_id if run else None,
         run_url=dagster_ui.run_url(run.run_id) if run else None,
     )
-    subject, body = m.missed_ranking_mail(facts)
-    key = f"missed ranking {business_date}"
-    outcome = {
-        m.SLACK: deliver(
-            context,
-            m.SLACK,
-            key,
-            slack.is_configured(),
-            lambda: slack.post(m.missed_ranking_slack_text(facts)),
-        ),
-        m.MAIL: deliver(context, m.MAIL, key, mail.is_configured(), lambda: mail.send(subject, body)),
-        m.PAGERDUTY: deliver(
-            context,
-            m.PAGERDUTY,
-            key,
-            pagerduty.is_configured(),
-            lambda: pagerduty.trigger(m.missed_ranking_pagerduty(facts, pagerduty.routing_key or "")),
-        ),
-    }
+    outcome = _page(context, facts, slack, mail, pagerduty)
     context.update_cursor(business_date.isoformat())  # once per date, whatever the channels did
     context.log.error(f"{m.missed_ranking_title(facts)}: {reason}")
     return dg.SkipReason(f"alerted: {m.missed_ranking_title(facts)} ({reason}); {outcome}")
