@@ -43,12 +43,12 @@ from ranking_pipeline.local_runs import RunOutcome, execute_job
 class BatchRunFailed(RuntimeError):
     """A Dagster run of the batch ended in failure; the message carries its run id and first error."""
 
-    def __init__(self, message: str, *, input_error: bool = False, outcome: RunOutcome | None = None) -> None:
-        super().__init__(message)
-        self.input_error = input_error  # caused by the input data: nothing was written
-        self.run_id = outcome.run_id if outcome else None
-        self.step = outcome.step if outcome else None  # the step that failed first
-        self.causes = outcome.causes if outcome else frozenset()  # its error's class names, causes included
+    def __init__(self, outcome: RunOutcome) -> None:
+        super().__init__(outcome.failure)
+        self.input_error = outcome.input_error  # caused by the input data: nothing was written
+        self.run_id = outcome.run_id
+        self.step = outcome.step  # the step that failed first
+        self.causes = outcome.causes  # its error's class names, causes included
 
 
 @dataclass
@@ -68,7 +68,7 @@ def aggregate_days(
     """One batch_000_job run aggregating the JST days first..last; returns its run id."""
     outcome = execute_job(defs, BATCH_000_JOB, instance, aggregation_partition_tags(first, last), quiet=quiet)
     if outcome.failure:
-        raise BatchRunFailed(outcome.failure, input_error=outcome.input_error, outcome=outcome)
+        raise BatchRunFailed(outcome)
     return outcome.run_id
 
 
@@ -109,12 +109,12 @@ def run_batch_runs(
         tags[FORCE_RECOMPUTE_TAG] = "true"
     scoring = execute_job(defs, BATCH_001_SCORES_JOB, instance, tags, quiet=quiet)
     if scoring.failure:
-        raise BatchRunFailed(scoring.failure, input_error=scoring.input_error, outcome=scoring)
+        raise BatchRunFailed(scoring)
     [follow] = rankings_after(instance, instance.get_run_by_id(scoring.run_id))  # as the sensor requests it
     tags = {**follow.tags, PARTITION_TAG: follow.partition_key}
     ranking = execute_job(defs, BATCH_001_RANKINGS_JOB, instance, tags, quiet=quiet)
     if ranking.failure:
-        raise BatchRunFailed(ranking.failure, input_error=ranking.input_error, outcome=ranking)
+        raise BatchRunFailed(ranking)
     return [scoring.run_id, ranking.run_id]
 
 

@@ -37,7 +37,9 @@ import urllib.request
 LOCATION, REPOSITORY = "ranking_pipeline", "__repository__"
 SCORES_JOB = "batch_001_scores_job"
 AGGREGATION_JOB = "batch_000_job"
-WINDOW_DAYS = 30
+WINDOW_DAYS = 30  # W(D) = D-29 .. D (the project's lib/business_date.py; this script imports nothing of it)
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+LAUNCHED_BY = {"ranking/launched_by": "launch_batch_001.py"}
 JST = dt.timezone(dt.timedelta(hours=9))
 # The deployment's own partitions: the first business date and the user-ID ranges of user_scores.
 PARTITIONS_QUERY = """
@@ -150,12 +152,8 @@ def wait_seconds():
 def reaggregate_window(url, business_date, patience):
     """One BATCH-000 run over W(D)'s 30 days, waited for; exit 1 unless it succeeded."""
     first = business_date - dt.timedelta(days=WINDOW_DAYS - 1)
-    range_tags = {
-        "dagster/asset_partition_range_start": first.isoformat(),
-        "dagster/asset_partition_range_end": business_date.isoformat(),
-        "ranking/launched_by": "launch_batch_001.py",
-    }
-    run_id = launch(url, AGGREGATION_JOB, range_tags)
+    tags = {RANGE_START: first.isoformat(), RANGE_END: business_date.isoformat(), **LAUNCHED_BY}
+    run_id = launch(url, AGGREGATION_JOB, tags)
     print(
         f"launch_batch_001: {AGGREGATION_JOB} run {run_id} re-aggregates {first} .. {business_date}",
         file=sys.stderr,
@@ -212,14 +210,11 @@ def main(argv):
             "launched",
         )
     day = business_date.isoformat()
-    tags = {"ranking/business_date": day, "ranking/launched_by": "launch_batch_001.py"}
+    tags = {"ranking/business_date": day, **LAUNCHED_BY}
     if force:
         reaggregate_window(url, business_date, patience)
         tags["ranking/force_recompute"] = "true"
-    range_tags = {
-        "dagster/asset_partition_range_start": f"{day}|{ranges[0]}",
-        "dagster/asset_partition_range_end": f"{day}|{ranges[-1]}",
-    }
+    range_tags = {RANGE_START: f"{day}|{ranges[0]}", RANGE_END: f"{day}|{ranges[-1]}"}
     print(launch(url, SCORES_JOB, {**tags, **range_tags}))
 
 

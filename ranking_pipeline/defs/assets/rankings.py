@@ -47,10 +47,7 @@ from ranking_pipeline.lib.queries import (
 from ranking_pipeline.lib.ranges import BALANCE_LIMIT, USER_ID_RANGES, balance
 from ranking_pipeline.lib.schema import rankings as rankings_table
 from ranking_pipeline.lib.score_plan import fresh_scores
-from ranking_pipeline.lib.state import (
-    RANKINGS_ASSET,
-    mark_completed,
-)
+from ranking_pipeline.lib.state import RANKINGS_ASSET, mark_completed
 
 TOP_N_IN_METADATA = 10
 RANKINGS_KEY = dg.AssetKey("rankings")
